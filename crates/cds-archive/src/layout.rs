@@ -1,0 +1,128 @@
+//! Byte layout of the container: sizes, offsets and the small fixed-size records.
+//! `docs/format.md` is the prose version of this file; keep them in step.
+
+/// First eight bytes of every archive.
+pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
+/// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Size of the fixed header at offset 0.
+pub const HEADER_SIZE: usize = 128;
+/// Size of one module index entry.
+pub const ENTRY_SIZE: usize = 64;
+/// Size of one externals-table record.
+pub const EXTERNAL_SIZE: usize = 16;
+/// Size of one relocation record and of one fix-up record.
+pub const RECORD_SIZE: usize = 8;
+/// The objects section starts on a page boundary so that it can be mapped and shared page by page.
+pub const PAGE_SIZE: u64 = 4096;
+/// Every module's object bytes start on this alignment (the interpreter's allocator alignment).
+pub const OBJECT_ALIGN: u64 = 16;
+
+/// Marker in [`Reloc`]'s target field for a pointer into the archive itself.
+pub(crate) const INTERNAL_TARGET: u32 = u32::MAX;
+
+// Header field offsets.
+pub(crate) const H_VERSION: usize = 8;
+pub(crate) const H_HEADER_SIZE: usize = 12;
+pub(crate) const H_FINGERPRINT: usize = 16;
+pub(crate) const H_PREFERRED_BASE: usize = 48;
+pub(crate) const H_FILE_SIZE: usize = 56;
+pub(crate) const H_INDEX_OFF: usize = 64;
+pub(crate) const H_MODULE_COUNT: usize = 72;
+pub(crate) const H_EXTERNALS_COUNT: usize = 76;
+pub(crate) const H_EXTERNALS_OFF: usize = 80;
+pub(crate) const H_BLOB_OFF: usize = 88;
+pub(crate) const H_BLOB_LEN: usize = 96;
+pub(crate) const H_OBJECTS_OFF: usize = 104;
+pub(crate) const H_OBJECTS_LEN: usize = 112;
+pub(crate) const H_PRODUCER_LEN: usize = 120;
+pub(crate) const H_CRC: usize = 124;
+
+// Index entry field offsets.
+pub(crate) const E_NAME_OFF: usize = 0;
+pub(crate) const E_NAME_LEN: usize = 4;
+pub(crate) const E_META_OFF: usize = 8;
+pub(crate) const E_META_LEN: usize = 12;
+pub(crate) const E_RELOCS_OFF: usize = 16;
+pub(crate) const E_RELOCS_COUNT: usize = 20;
+pub(crate) const E_FIXUPS_OFF: usize = 24;
+pub(crate) const E_FIXUPS_COUNT: usize = 28;
+pub(crate) const E_OBJECTS_OFF: usize = 32;
+pub(crate) const E_OBJECTS_LEN: usize = 40;
+pub(crate) const E_ROOT_OFF: usize = 48;
+pub(crate) const E_DATA_CRC: usize = 56;
+pub(crate) const E_ENTRY_CRC: usize = 60;
+
+/// An interpreter object that the archive points at but does not contain (a type object,
+/// `None`, a small-int singleton, ...). The kinds are defined by the extension crate and listed in
+/// `docs/format.md`; this crate treats them as opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct External {
+    pub kind: u32,
+    pub arg: i64,
+}
+
+/// What a pointer-sized slot in a module's objects points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelocTarget {
+    /// Another object of the same module. The slot holds its address for the preferred base.
+    Internal,
+    /// An entry of the externals table. The slot holds the address the dumping process had.
+    External(u32),
+}
+
+/// One pointer-sized slot to fix at load: `slot` is its offset from the module's first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloc {
+    pub slot: u32,
+    pub target: RelocTarget,
+}
+
+/// Work beyond pointer arithmetic that a slot needs once its module's pointers are fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixupKind {
+    /// The slot points at a string that the interpreter should intern (and may replace).
+    Intern,
+    /// The slot points at a tuple that must be replaced by a frozenset of its items
+    /// (a frozenset's layout depends on per-process hash seeds, so it cannot be stored).
+    FrozenSet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fixup {
+    pub slot: u32,
+    pub kind: FixupKind,
+}
+
+impl FixupKind {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            FixupKind::Intern => 1,
+            FixupKind::FrozenSet => 2,
+        }
+    }
+    pub(crate) fn from_code(code: u32) -> Option<Self> {
+        match code {
+            1 => Some(FixupKind::Intern),
+            2 => Some(FixupKind::FrozenSet),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn rd_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+pub(crate) fn rd_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+pub(crate) fn wr_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn wr_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+pub(crate) fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}

@@ -1,0 +1,291 @@
+//! Reads an archive from bytes. Opening checks only the fixed-size header (O(1) in the archive's
+//! size); an index entry is checked when it is looked at, a module's data when it is loaded.
+
+use crate::error::FormatError;
+use crate::layout::*;
+use crate::meta::ModuleMeta;
+use crate::writer::{data_crc, entry_crc, header_crc};
+
+/// The decoded fixed header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub format_version: u32,
+    pub fingerprint: [u8; 32],
+    pub preferred_base: u64,
+    pub file_size: u64,
+    pub index_off: u64,
+    pub module_count: u32,
+    pub externals_count: u32,
+    pub externals_off: u64,
+    pub blob_off: u64,
+    pub blob_len: u64,
+    pub objects_off: u64,
+    pub objects_len: u64,
+    pub producer_len: u32,
+}
+
+impl Header {
+    /// Decodes and checks the header alone. `file_len` is the length of the whole file.
+    pub fn parse(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
+        if bytes.len() < HEADER_SIZE {
+            return Err(FormatError::Truncated { needed: HEADER_SIZE as u64, have: bytes.len() as u64 });
+        }
+        let h = &bytes[..HEADER_SIZE];
+        if h[..8] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = rd_u32(h, H_VERSION);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::Version { found: version, expected: FORMAT_VERSION });
+        }
+        if rd_u32(h, H_HEADER_SIZE) as usize != HEADER_SIZE {
+            return Err(FormatError::OutOfBounds("header size"));
+        }
+        let hd = Header {
+            format_version: version,
+            fingerprint: h[H_FINGERPRINT..H_FINGERPRINT + 32].try_into().expect("32"),
+            preferred_base: rd_u64(h, H_PREFERRED_BASE),
+            file_size: rd_u64(h, H_FILE_SIZE),
+            index_off: rd_u64(h, H_INDEX_OFF),
+            module_count: rd_u32(h, H_MODULE_COUNT),
+            externals_count: rd_u32(h, H_EXTERNALS_COUNT),
+            externals_off: rd_u64(h, H_EXTERNALS_OFF),
+            blob_off: rd_u64(h, H_BLOB_OFF),
+            blob_len: rd_u64(h, H_BLOB_LEN),
+            objects_off: rd_u64(h, H_OBJECTS_OFF),
+            objects_len: rd_u64(h, H_OBJECTS_LEN),
+            producer_len: rd_u32(h, H_PRODUCER_LEN),
+        };
+        if hd.file_size != file_len {
+            return Err(FormatError::Truncated { needed: hd.file_size, have: file_len });
+        }
+        // Sections in order, none overlapping, all inside the file: header, index, externals,
+        // blob, objects (page-aligned).
+        let index_end = section_end(hd.index_off, hd.module_count as u64, ENTRY_SIZE as u64, "index")?;
+        let ext_end =
+            section_end(hd.externals_off, hd.externals_count as u64, EXTERNAL_SIZE as u64, "externals")?;
+        let blob_end = section_end(hd.blob_off, hd.blob_len, 1, "blob")?;
+        let obj_end = section_end(hd.objects_off, hd.objects_len, 1, "objects")?;
+        let ordered = hd.index_off >= HEADER_SIZE as u64
+            && hd.externals_off >= index_end
+            && hd.blob_off >= ext_end
+            && hd.objects_off >= blob_end
+            && obj_end <= hd.file_size;
+        if !ordered {
+            return Err(FormatError::OutOfBounds("section layout"));
+        }
+        if hd.objects_off % PAGE_SIZE != 0 || hd.preferred_base % PAGE_SIZE != 0 {
+            return Err(FormatError::OutOfBounds("section alignment"));
+        }
+        if hd.producer_len as u64 > hd.blob_len {
+            return Err(FormatError::OutOfBounds("producer string"));
+        }
+        Ok(hd)
+    }
+}
+
+fn section_end(off: u64, count: u64, size: u64, what: &'static str) -> Result<u64, FormatError> {
+    count
+        .checked_mul(size)
+        .and_then(|n| off.checked_add(n))
+        .ok_or(FormatError::OutOfBounds(what))
+}
+
+/// A checked view of an archive's metadata: `meta` holds at least the bytes before the objects
+/// section (header, index, externals, blob). The objects section itself is never read through
+/// this view, so that a caller can hand the module bytes out mutably without aliasing.
+#[derive(Debug, Clone)]
+pub struct Archive<'a> {
+    pub header: Header,
+    meta: &'a [u8],
+}
+
+/// One checked index entry.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    pub index: u32,
+    pub name: &'a str,
+    meta: &'a [u8],
+    relocs: &'a [u8],
+    fixups: &'a [u8],
+    /// Offset of the module's first object byte from the start of the file.
+    pub objects_file_off: u64,
+    pub objects_len: u64,
+    /// Offset of the root object from the module's first byte.
+    pub root: u64,
+    data_crc: u32,
+}
+
+impl<'a> Archive<'a> {
+    pub fn parse(meta: &'a [u8], file_len: u64) -> Result<Self, FormatError> {
+        let header = Header::parse(meta, file_len)?;
+        if (meta.len() as u64) < header.objects_off {
+            return Err(FormatError::Truncated { needed: header.objects_off, have: meta.len() as u64 });
+        }
+        let a = Archive { header, meta };
+        // The header checksum also covers the externals table and the producer string: both are
+        // read whole at open, and both are small (bounded by the kinds of externals).
+        if rd_u32(meta, H_CRC) != header_crc(&meta[..HEADER_SIZE], a.externals_bytes(), a.producer_bytes()) {
+            return Err(FormatError::HeaderChecksum);
+        }
+        Ok(a)
+    }
+
+    pub fn module_count(&self) -> u32 {
+        self.header.module_count
+    }
+
+    fn blob(&self) -> &'a [u8] {
+        let s = self.header.blob_off as usize;
+        &self.meta[s..s + self.header.blob_len as usize]
+    }
+
+    fn producer_bytes(&self) -> &'a [u8] {
+        &self.blob()[..self.header.producer_len as usize]
+    }
+
+    fn externals_bytes(&self) -> &'a [u8] {
+        let s = self.header.externals_off as usize;
+        &self.meta[s..s + self.header.externals_count as usize * EXTERNAL_SIZE]
+    }
+
+    /// The description of the interpreter that made the archive (for messages).
+    pub fn producer(&self) -> String {
+        String::from_utf8_lossy(self.producer_bytes()).into_owned()
+    }
+
+    /// The externals table, in index order.
+    pub fn externals(&self) -> Vec<External> {
+        self.externals_bytes()
+            .chunks_exact(EXTERNAL_SIZE)
+            .map(|c| External { kind: rd_u32(c, 0), arg: rd_u64(c, 8) as i64 })
+            .collect()
+    }
+
+    /// Reads and checks index entry `i` (bounds of every range it names, and its checksum).
+    pub fn entry(&self, i: u32) -> Result<Entry<'a>, FormatError> {
+        if i >= self.header.module_count {
+            return Err(FormatError::OutOfBounds("entry index"));
+        }
+        let at = self.header.index_off as usize + i as usize * ENTRY_SIZE;
+        let e = &self.meta[at..at + ENTRY_SIZE];
+        let blob = self.blob();
+        let slice = |off: u32, len: u64, what: &'static str| -> Result<&'a [u8], FormatError> {
+            let end = (off as u64).checked_add(len).filter(|&end| end <= blob.len() as u64);
+            let end = end.ok_or(FormatError::OutOfBounds(what))?;
+            Ok(&blob[off as usize..end as usize])
+        };
+        let name = slice(rd_u32(e, E_NAME_OFF), rd_u32(e, E_NAME_LEN) as u64, "module name")?;
+        if rd_u32(e, E_ENTRY_CRC) != entry_crc(e, name) {
+            return Err(FormatError::EntryChecksum { index: i });
+        }
+        let name = std::str::from_utf8(name).map_err(|_| FormatError::BadName)?;
+        let meta = slice(rd_u32(e, E_META_OFF), rd_u32(e, E_META_LEN) as u64, "module metadata")?;
+        let rec = RECORD_SIZE as u64;
+        let relocs =
+            slice(rd_u32(e, E_RELOCS_OFF), rd_u32(e, E_RELOCS_COUNT) as u64 * rec, "relocation list")?;
+        let fixups = slice(rd_u32(e, E_FIXUPS_OFF), rd_u32(e, E_FIXUPS_COUNT) as u64 * rec, "fix-up list")?;
+        let obj_off = rd_u64(e, E_OBJECTS_OFF);
+        let obj_len = rd_u64(e, E_OBJECTS_LEN);
+        let root = rd_u64(e, E_ROOT_OFF);
+        let in_section = obj_off
+            .checked_add(obj_len)
+            .is_some_and(|end| end <= self.header.objects_len);
+        if !in_section || obj_len < 8 || obj_off % OBJECT_ALIGN != 0 || root >= obj_len || root % 8 != 0 {
+            return Err(FormatError::OutOfBounds("module objects"));
+        }
+        Ok(Entry {
+            index: i,
+            name,
+            meta,
+            relocs,
+            fixups,
+            objects_file_off: self.header.objects_off + obj_off,
+            objects_len: obj_len,
+            root,
+            data_crc: rd_u32(e, E_DATA_CRC),
+        })
+    }
+
+    /// Binary search of the index. `Ok(None)` when the name is not archived; `Err` when an entry
+    /// on the search path is corrupt.
+    pub fn lookup(&self, name: &str) -> Result<Option<Entry<'a>>, FormatError> {
+        let (mut lo, mut hi) = (0u32, self.header.module_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = self.entry(mid)?;
+            match e.name.as_bytes().cmp(name.as_bytes()) {
+                std::cmp::Ordering::Equal => return Ok(Some(e)),
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks every entry and that the index is sorted; O(modules). Used by `inspect` and tests,
+    /// never on the import path.
+    pub fn entries(&self) -> Result<Vec<Entry<'a>>, FormatError> {
+        let mut out: Vec<Entry<'a>> = Vec::with_capacity(self.header.module_count as usize);
+        for i in 0..self.header.module_count {
+            let e = self.entry(i)?;
+            if let Some(prev) = out.last() {
+                if prev.name.as_bytes() >= e.name.as_bytes() {
+                    return Err(FormatError::Unsorted);
+                }
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+impl<'a> Entry<'a> {
+    pub fn meta(&self) -> Result<ModuleMeta, FormatError> {
+        ModuleMeta::decode(self.meta)
+    }
+
+    pub fn reloc_count(&self) -> usize {
+        self.relocs.len() / RECORD_SIZE
+    }
+
+    pub fn relocs(&self) -> impl Iterator<Item = Reloc> + 'a {
+        self.relocs.chunks_exact(RECORD_SIZE).map(|c| {
+            let target = match rd_u32(c, 4) {
+                INTERNAL_TARGET => RelocTarget::Internal,
+                i => RelocTarget::External(i),
+            };
+            Reloc { slot: rd_u32(c, 0), target }
+        })
+    }
+
+    /// The fix-ups, each checked to name an aligned slot inside the module.
+    pub fn fixups(&self) -> Result<Vec<Fixup>, FormatError> {
+        let len = self.objects_len;
+        self.fixups
+            .chunks_exact(RECORD_SIZE)
+            .map(|c| {
+                let slot = rd_u32(c, 0);
+                let kind = FixupKind::from_code(rd_u32(c, 4))
+                    .ok_or_else(|| FormatError::BadRelocation(format!("unknown fix-up kind in {}", self.name)))?;
+                if slot % 8 != 0 || slot as u64 + 8 > len {
+                    return Err(FormatError::BadRelocation(format!("fix-up slot {slot} outside {}", self.name)));
+                }
+                Ok(Fixup { slot, kind })
+            })
+            .collect()
+    }
+
+    /// Checks the module's metadata, relocation and fix-up lists and object bytes against the
+    /// checksum the dumper recorded. `objects` must be the module's bytes as found in the file,
+    /// before any relocation.
+    pub fn verify(&self, objects: &[u8]) -> Result<(), FormatError> {
+        if objects.len() as u64 != self.objects_len {
+            return Err(FormatError::OutOfBounds("module objects"));
+        }
+        if data_crc(self.meta, self.relocs, self.fixups, objects) != self.data_crc {
+            return Err(FormatError::DataChecksum { name: self.name.to_owned() });
+        }
+        Ok(())
+    }
+}

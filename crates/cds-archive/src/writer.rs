@@ -1,0 +1,333 @@
+//! Builds an archive in memory and writes it atomically (temporary file, then rename).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::FormatError;
+use crate::layout::*;
+use crate::meta::ModuleMeta;
+
+/// One module as the dumper produced it. In `objects`, every slot named by an internal
+/// relocation holds the *module-relative* offset of its target (native byte order); the builder
+/// turns it into an address for the archive's preferred base. Slots named by external
+/// relocations hold whatever address the dumping process had for that external.
+#[derive(Debug, Clone)]
+pub struct ModuleInput {
+    pub name: String,
+    pub meta: ModuleMeta,
+    pub objects: Vec<u8>,
+    pub root: u64,
+    pub relocs: Vec<Reloc>,
+    pub fixups: Vec<Fixup>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub modules: usize,
+    pub file_size: u64,
+    pub objects_bytes: u64,
+    pub metadata_bytes: u64,
+}
+
+pub struct ArchiveBuilder {
+    fingerprint: [u8; 32],
+    producer: String,
+    preferred_base: u64,
+    externals: Vec<External>,
+    external_index: HashMap<External, u32>,
+    modules: Vec<ModuleInput>,
+    names: HashMap<String, usize>,
+}
+
+impl ArchiveBuilder {
+    /// `preferred_base` must be page-aligned; it is the address the archive's first byte is laid
+    /// out for.
+    pub fn new(fingerprint: [u8; 32], producer: &str, preferred_base: u64) -> Self {
+        assert_eq!(preferred_base % PAGE_SIZE, 0, "preferred base must be page-aligned");
+        ArchiveBuilder {
+            fingerprint,
+            producer: producer.to_owned(),
+            preferred_base,
+            externals: Vec::new(),
+            external_index: HashMap::new(),
+            modules: Vec::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// The index of `ext` in the externals table, adding it on first use.
+    pub fn external(&mut self, ext: External) -> u32 {
+        if let Some(&i) = self.external_index.get(&ext) {
+            return i;
+        }
+        let i = self.externals.len() as u32;
+        self.externals.push(ext);
+        self.external_index.insert(ext, i);
+        i
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    pub fn module_count(&self) -> usize {
+        self.modules.len()
+    }
+
+    /// Adds a module. Checks that every relocation and fix-up names an aligned slot inside the
+    /// module and every internal target lies inside it, so a bad dumper cannot write a bad file.
+    pub fn add_module(&mut self, m: ModuleInput) -> Result<(), FormatError> {
+        if self.names.contains_key(&m.name) {
+            return Err(FormatError::BadRelocation(format!("module {} added twice", m.name)));
+        }
+        let len = m.objects.len() as u64;
+        if len == 0 || m.root >= len {
+            return Err(FormatError::OutOfBounds("root object"));
+        }
+        for r in &m.relocs {
+            check_slot(r.slot, len)?;
+            match r.target {
+                RelocTarget::Internal => {
+                    let v = read_slot(&m.objects, r.slot);
+                    if v >= len {
+                        return Err(FormatError::BadRelocation(format!(
+                            "internal target {v} outside module of {len} bytes"
+                        )));
+                    }
+                }
+                RelocTarget::External(i) => {
+                    if i as usize >= self.externals.len() {
+                        return Err(FormatError::BadRelocation(format!("unknown external {i}")));
+                    }
+                }
+            }
+        }
+        for f in &m.fixups {
+            check_slot(f.slot, len)?;
+        }
+        self.names.insert(m.name.clone(), self.modules.len());
+        self.modules.push(m);
+        Ok(())
+    }
+
+    /// Lays the archive out and returns its bytes.
+    pub fn build(mut self) -> Result<(Vec<u8>, WriteStats), FormatError> {
+        // Blob: producer string, then per module name, meta, relocs, fixups.
+        let mut blob: Vec<u8> = Vec::new();
+        blob.extend_from_slice(self.producer.as_bytes());
+        struct Placed {
+            name: (u32, u32),
+            meta: (u32, u32),
+            relocs: (u32, u32),
+            fixups: (u32, u32),
+            objects: (u64, u64),
+        }
+        let mut placed = Vec::with_capacity(self.modules.len());
+        let mut objects_len = 0u64;
+        for m in &self.modules {
+            let name = push(&mut blob, m.name.as_bytes())?;
+            let meta = push(&mut blob, &m.meta.encode())?;
+            let mut rel = Vec::with_capacity(m.relocs.len() * RECORD_SIZE);
+            for r in &m.relocs {
+                rel.extend_from_slice(&r.slot.to_le_bytes());
+                let t = match r.target {
+                    RelocTarget::Internal => INTERNAL_TARGET,
+                    RelocTarget::External(i) => i,
+                };
+                rel.extend_from_slice(&t.to_le_bytes());
+            }
+            let relocs = (push(&mut blob, &rel)?.0, m.relocs.len() as u32);
+            let mut fix = Vec::with_capacity(m.fixups.len() * RECORD_SIZE);
+            for f in &m.fixups {
+                fix.extend_from_slice(&f.slot.to_le_bytes());
+                fix.extend_from_slice(&f.kind.code().to_le_bytes());
+            }
+            let fixups = (push(&mut blob, &fix)?.0, m.fixups.len() as u32);
+            let off = align_up(objects_len, OBJECT_ALIGN);
+            objects_len = off + m.objects.len() as u64;
+            placed.push(Placed { name, meta, relocs, fixups, objects: (off, m.objects.len() as u64) });
+        }
+
+        let n = self.modules.len();
+        let index_off = HEADER_SIZE as u64;
+        let externals_off = index_off + (n * ENTRY_SIZE) as u64;
+        let blob_off = externals_off + (self.externals.len() * EXTERNAL_SIZE) as u64;
+        let objects_off = align_up(blob_off + blob.len() as u64, PAGE_SIZE);
+        let file_size = align_up(objects_off + objects_len, PAGE_SIZE);
+        let mut out = vec![0u8; file_size as usize];
+
+        // Objects, with internal pointers rebased to the preferred address.
+        for (m, p) in self.modules.iter_mut().zip(&placed) {
+            let module_addr = self.preferred_base + objects_off + p.objects.0;
+            for r in &m.relocs {
+                if r.target == RelocTarget::Internal {
+                    let v = read_slot(&m.objects, r.slot);
+                    write_slot(&mut m.objects, r.slot, v + module_addr);
+                }
+            }
+            let at = (objects_off + p.objects.0) as usize;
+            out[at..at + m.objects.len()].copy_from_slice(&m.objects);
+        }
+
+        // Index, sorted by name bytes.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| self.modules[a].name.as_bytes().cmp(self.modules[b].name.as_bytes()));
+        for (slot, &mi) in order.iter().enumerate() {
+            let m = &self.modules[mi];
+            let p = &placed[mi];
+            let at = index_off as usize + slot * ENTRY_SIZE;
+            let e = &mut out[at..at + ENTRY_SIZE];
+            wr_u32(e, E_NAME_OFF, p.name.0);
+            wr_u32(e, E_NAME_LEN, p.name.1);
+            wr_u32(e, E_META_OFF, p.meta.0);
+            wr_u32(e, E_META_LEN, p.meta.1);
+            wr_u32(e, E_RELOCS_OFF, p.relocs.0);
+            wr_u32(e, E_RELOCS_COUNT, p.relocs.1);
+            wr_u32(e, E_FIXUPS_OFF, p.fixups.0);
+            wr_u32(e, E_FIXUPS_COUNT, p.fixups.1);
+            wr_u64(e, E_OBJECTS_OFF, p.objects.0);
+            wr_u64(e, E_OBJECTS_LEN, p.objects.1);
+            wr_u64(e, E_ROOT_OFF, m.root);
+            let data_crc = data_crc(
+                &blob[p.meta.0 as usize..(p.meta.0 + p.meta.1) as usize],
+                &blob[p.relocs.0 as usize..p.relocs.0 as usize + p.relocs.1 as usize * RECORD_SIZE],
+                &blob[p.fixups.0 as usize..p.fixups.0 as usize + p.fixups.1 as usize * RECORD_SIZE],
+                &m.objects,
+            );
+            wr_u32(e, E_DATA_CRC, data_crc);
+            let crc = entry_crc(e, m.name.as_bytes());
+            wr_u32(e, E_ENTRY_CRC, crc);
+        }
+
+        for (i, x) in self.externals.iter().enumerate() {
+            let at = externals_off as usize + i * EXTERNAL_SIZE;
+            wr_u32(&mut out, at, x.kind);
+            wr_u64(&mut out, at + 8, x.arg as u64);
+        }
+        out[blob_off as usize..blob_off as usize + blob.len()].copy_from_slice(&blob);
+
+        let ext_bytes = out[externals_off as usize..blob_off as usize].to_vec();
+        let h = &mut out[..HEADER_SIZE];
+        h[..8].copy_from_slice(&MAGIC);
+        wr_u32(h, H_VERSION, FORMAT_VERSION);
+        wr_u32(h, H_HEADER_SIZE, HEADER_SIZE as u32);
+        h[H_FINGERPRINT..H_FINGERPRINT + 32].copy_from_slice(&self.fingerprint);
+        wr_u64(h, H_PREFERRED_BASE, self.preferred_base);
+        wr_u64(h, H_FILE_SIZE, file_size);
+        wr_u64(h, H_INDEX_OFF, index_off);
+        wr_u32(h, H_MODULE_COUNT, n as u32);
+        wr_u32(h, H_EXTERNALS_COUNT, self.externals.len() as u32);
+        wr_u64(h, H_EXTERNALS_OFF, externals_off);
+        wr_u64(h, H_BLOB_OFF, blob_off);
+        wr_u64(h, H_BLOB_LEN, blob.len() as u64);
+        wr_u64(h, H_OBJECTS_OFF, objects_off);
+        wr_u64(h, H_OBJECTS_LEN, objects_len);
+        wr_u32(h, H_PRODUCER_LEN, self.producer.len() as u32);
+        let crc = header_crc(h, &ext_bytes, self.producer.as_bytes());
+        wr_u32(h, H_CRC, crc);
+
+        let stats = WriteStats {
+            modules: n,
+            file_size,
+            objects_bytes: objects_len,
+            metadata_bytes: objects_off,
+        };
+        Ok((out, stats))
+    }
+
+    /// Builds the archive and puts it at `path` atomically: the bytes go to a temporary file in
+    /// the same directory, which is synced and then renamed over `path`. A process that has the
+    /// old archive mapped keeps its (unchanged) pages; a concurrent writer's rename wins whole.
+    pub fn write_to(self, path: &Path) -> Result<WriteStats, FormatError> {
+        let (bytes, stats) = self.build()?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let base = path
+            .file_name()
+            .ok_or_else(|| FormatError::Io(format!("{}: not a file path", path.display())))?;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(
+            ".{}.{}.{}.tmp",
+            base.to_string_lossy(),
+            std::process::id(),
+            nonce
+        ));
+        let io = |e: std::io::Error, what: &str, p: &Path| {
+            FormatError::Io(format!("cannot {what} {}: {e}", p.display()))
+        };
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| io(e, "create", &tmp))?;
+            f.write_all(&bytes).map_err(|e| io(e, "write", &tmp))?;
+            f.sync_all().map_err(|e| io(e, "sync", &tmp))?;
+            drop(f);
+            fs::rename(&tmp, path).map_err(|e| io(e, "rename into place", path))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|_| stats)
+    }
+}
+
+fn check_slot(slot: u32, len: u64) -> Result<(), FormatError> {
+    if slot % 8 != 0 || slot as u64 + 8 > len {
+        return Err(FormatError::BadRelocation(format!(
+            "slot {slot} misaligned or outside module of {len} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn push(blob: &mut Vec<u8>, bytes: &[u8]) -> Result<(u32, u32), FormatError> {
+    let off = blob.len();
+    if off + bytes.len() > u32::MAX as usize {
+        return Err(FormatError::Io("archive metadata exceeds 4 GiB".into()));
+    }
+    blob.extend_from_slice(bytes);
+    Ok((off as u32, bytes.len() as u32))
+}
+
+pub(crate) fn read_slot(objects: &[u8], slot: u32) -> u64 {
+    let s = slot as usize;
+    u64::from_ne_bytes(objects[s..s + 8].try_into().expect("8 bytes"))
+}
+
+pub(crate) fn write_slot(objects: &mut [u8], slot: u32, v: u64) {
+    let s = slot as usize;
+    objects[s..s + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+pub(crate) fn header_crc(h: &[u8], externals: &[u8], producer: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(&h[..H_CRC]);
+    c.update(externals);
+    c.update(producer);
+    c.finalize()
+}
+
+pub(crate) fn entry_crc(e: &[u8], name: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(&e[..E_ENTRY_CRC]);
+    c.update(name);
+    c.finalize()
+}
+
+pub(crate) fn data_crc(meta: &[u8], relocs: &[u8], fixups: &[u8], objects: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(meta);
+    c.update(relocs);
+    c.update(fixups);
+    c.update(objects);
+    c.finalize()
+}

@@ -1,0 +1,198 @@
+//! Archive crate tests: write, read back, relocate, and reject every kind of damage.
+
+use cds_archive::*;
+
+fn meta(origin: &str) -> ModuleMeta {
+    ModuleMeta {
+        origin: origin.into(),
+        is_package: false,
+        source_mtime_ns: 123,
+        source_size: 456,
+        search: vec![SearchEntry { path: "/lib".into(), state: PathState::Dir { mtime_ns: 7 } }],
+    }
+}
+
+/// A module of three 16-byte "objects": object 0 points at object 1 (internal) and at external
+/// 0; object 1 points at object 2; object 2 holds a fix-up slot.
+fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
+    let ext = b.external(External { kind: 1, arg: -3 });
+    let mut objects = vec![0u8; 48];
+    objects[0..8].copy_from_slice(&16u64.to_ne_bytes());
+    objects[8..16].copy_from_slice(&0xdead_beefu64.to_ne_bytes());
+    objects[16..24].copy_from_slice(&32u64.to_ne_bytes());
+    objects[40..48].copy_from_slice(name.len().to_ne_bytes().as_slice());
+    ModuleInput {
+        name: name.into(),
+        meta: meta(&format!("/lib/{name}.py")),
+        objects,
+        root: 0,
+        relocs: vec![
+            Reloc { slot: 0, target: RelocTarget::Internal },
+            Reloc { slot: 8, target: RelocTarget::External(ext) },
+            Reloc { slot: 16, target: RelocTarget::Internal },
+        ],
+        fixups: vec![Fixup { slot: 32, kind: FixupKind::Intern }],
+    }
+}
+
+const BASE: u64 = 0x2000_0000_0000;
+
+fn sample() -> Vec<u8> {
+    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+    for name in ["zeta", "alpha", "mid.sub", "mid"] {
+        let m = module(name, &mut b);
+        b.add_module(m).unwrap();
+    }
+    b.build().unwrap().0
+}
+
+#[test]
+fn round_trip_and_lookup() {
+    let bytes = sample();
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    assert_eq!(a.module_count(), 4);
+    assert_eq!(a.header.fingerprint, [7; 32]);
+    assert_eq!(a.producer(), "test producer");
+    assert_eq!(a.externals(), vec![External { kind: 1, arg: -3 }]);
+    let names: Vec<_> = a.entries().unwrap().iter().map(|e| e.name.to_owned()).collect();
+    assert_eq!(names, ["alpha", "mid", "mid.sub", "zeta"]);
+    for n in ["alpha", "mid", "mid.sub", "zeta"] {
+        let e = a.lookup(n).unwrap().unwrap();
+        assert_eq!(e.name, n);
+        assert_eq!(e.meta().unwrap(), meta(&format!("/lib/{n}.py")));
+        let start = e.objects_file_off as usize;
+        e.verify(&bytes[start..start + e.objects_len as usize]).unwrap();
+    }
+    for n in ["", "a", "mid.", "zz", "alpha\0"] {
+        assert!(a.lookup(n).unwrap().is_none(), "{n:?} found");
+    }
+}
+
+#[test]
+fn relocation_at_preferred_base_writes_only_externals_that_differ() {
+    let mut bytes = sample();
+    let (meta_part, _) = bytes.split_at(Archive::parse(&bytes, bytes.len() as u64).unwrap().header.objects_off as usize);
+    let a = Archive::parse(meta_part, bytes.len() as u64).unwrap();
+    let e = a.lookup("mid").unwrap().unwrap();
+    let (start, len) = (e.objects_file_off as usize, e.objects_len as usize);
+    let module_addr = BASE + e.objects_file_off;
+    let mut objects = bytes[start..start + len].to_vec();
+    // Same external address as the dumper had: nothing is written.
+    let st = relocate(&mut objects, &e, module_addr, module_addr, &[0xdead_beef]).unwrap();
+    assert_eq!(st, RelocStats { relocs: 3, written: 0 });
+    // Another external address: only that slot changes.
+    let st = relocate(&mut objects, &e, module_addr, module_addr, &[0x1234]).unwrap();
+    assert_eq!(st.written, 1);
+    assert_eq!(u64::from_ne_bytes(objects[8..16].try_into().unwrap()), 0x1234);
+    // Mapped elsewhere: internal pointers move by the difference.
+    let moved = module_addr + 0x10_0000;
+    let st = relocate(&mut objects, &e, module_addr, moved, &[0x1234]).unwrap();
+    assert_eq!(st.written, 2);
+    assert_eq!(u64::from_ne_bytes(objects[0..8].try_into().unwrap()), moved + 16);
+    assert_eq!(u64::from_ne_bytes(objects[16..24].try_into().unwrap()), moved + 32);
+    bytes.clear();
+}
+
+#[test]
+fn every_truncation_is_rejected() {
+    let bytes = sample();
+    for n in 0..bytes.len() {
+        assert!(Archive::parse(&bytes[..n], n as u64).is_err(), "truncated to {n} accepted");
+    }
+}
+
+#[test]
+fn foreign_version_and_magic_are_named() {
+    let mut bytes = sample();
+    bytes[8] = 99;
+    assert!(matches!(Archive::parse(&bytes, bytes.len() as u64), Err(FormatError::Version { found: 99, .. })));
+    bytes[0] = b'X';
+    assert_eq!(Archive::parse(&bytes, bytes.len() as u64).unwrap_err(), FormatError::BadMagic);
+}
+
+/// Flip every bit of the header and index, and sample bits of the rest: the damage is either
+/// caught by a check or lands in bytes that no check covers by design (padding).
+#[test]
+fn bit_flips_are_caught() {
+    let clean = sample();
+    let hdr = Archive::parse(&clean, clean.len() as u64).unwrap().header;
+    let mut caught = 0;
+    for byte in 0..clean.len() {
+        let sampled = byte < hdr.blob_off as usize + hdr.blob_len as usize || byte % 7 == 0;
+        if !sampled {
+            continue;
+        }
+        for bit in 0..8 {
+            let mut b = clean.clone();
+            b[byte] ^= 1 << bit;
+            if damaged(&b) {
+                caught += 1;
+            } else {
+                // Undetected damage must be in padding: between the blob and the objects
+                // section or between/after modules, 
+                let in_blob_pad = byte >= (hdr.blob_off + hdr.blob_len) as usize && byte < hdr.objects_off as usize;
+                let in_obj_pad = byte >= hdr.objects_off as usize && !inside_module(&clean, byte);
+                assert!(in_blob_pad || in_obj_pad, "flip of byte {byte} bit {bit} undetected");
+            }
+        }
+    }
+    assert!(caught > 1000);
+}
+
+fn inside_module(bytes: &[u8], byte: usize) -> bool {
+    let a = Archive::parse(bytes, bytes.len() as u64).unwrap();
+    a.entries().unwrap().iter().any(|e| {
+        byte >= e.objects_file_off as usize && byte < (e.objects_file_off + e.objects_len) as usize
+    })
+}
+
+fn damaged(b: &[u8]) -> bool {
+    let a = match Archive::parse(b, b.len() as u64) {
+        Ok(a) => a,
+        Err(_) => return true,
+    };
+    let entries = match a.entries() {
+        Ok(e) => e,
+        Err(_) => return true,
+    };
+    if a.externals() != vec![External { kind: 1, arg: -3 }] {
+        return true;
+    }
+    for e in entries {
+        let s = e.objects_file_off as usize;
+        if e.verify(&b[s..s + e.objects_len as usize]).is_err() || e.fixups().is_err() || e.meta().is_err() {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn bad_relocations_are_refused_before_writing() {
+    let mut b = ArchiveBuilder::new([0; 32], "p", BASE);
+    let mut m = module("m", &mut b);
+    m.relocs.push(Reloc { slot: 44, target: RelocTarget::Internal });
+    assert!(b.add_module(m).is_err(), "misaligned slot accepted");
+    let mut m = module("m", &mut b);
+    m.objects[16..24].copy_from_slice(&4096u64.to_ne_bytes());
+    assert!(b.add_module(m).is_err(), "target outside module accepted");
+    let mut m = module("m", &mut b);
+    m.relocs.push(Reloc { slot: 24, target: RelocTarget::External(9) });
+    assert!(b.add_module(m).is_err(), "unknown external accepted");
+}
+
+#[test]
+fn atomic_write_replaces_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.img");
+    std::fs::write(&path, b"old").unwrap();
+    let mut b = ArchiveBuilder::new([1; 32], "p", BASE);
+    let m = module("m", &mut b);
+    b.add_module(m).unwrap();
+    let st = b.write_to(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() as u64, st.file_size);
+    Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "temporary file left behind");
+}
