@@ -1,1 +1,234 @@
-pub fn placeholder() {}
+//! `cds._cds`: the CPython extension of pycds. It copies code objects into archives
+//! (`copier`), maps archives and fixes modules up on first import (`mapping`, `loader`), and
+//! resolves interpreter externals (`externals`). Layout facts come from `layout`, generated from
+//! the interpreter's headers at build time. The Python package `cds` drives it.
+
+mod copier;
+mod externals;
+mod fingerprint;
+mod layout;
+mod loader;
+mod mapping;
+mod pathstate;
+
+use cds_archive::{ArchiveBuilder, ModuleMeta, SearchEntry};
+use pyo3::create_exception;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use loader::LoadedArchive;
+
+create_exception!(
+    _cds,
+    ArchiveError,
+    pyo3::exceptions::PyException,
+    "An archive, or a module in it, cannot be used; the message says why."
+);
+
+/// Where archives are laid out to be mapped. A free range far from the heap, the executable and
+/// the shared libraries on x86-64 and aarch64 Linux; if it is taken, the archive is mapped
+/// elsewhere and relocated module by module.
+const PREFERRED_BASE: u64 = 0x2000_0000_0000;
+
+fn err(msg: impl Into<String>) -> PyErr {
+    ArchiveError::new_err(msg.into())
+}
+
+/// An archive mapped for serving imports.
+#[pyclass(module = "cds._cds", frozen)]
+struct Archive {
+    inner: LoadedArchive,
+}
+
+#[pymethods]
+impl Archive {
+    /// Maps the archive at `path`. Raises `ArchiveError` (with the reason) if it is missing,
+    /// unreadable, truncated, corrupt or made by another interpreter.
+    #[new]
+    fn new(path: &str) -> PyResult<Self> {
+        LoadedArchive::open(path).map(|inner| Archive { inner }).map_err(err)
+    }
+
+    #[getter]
+    fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The index of `name` in the archive, or `None`.
+    fn lookup(&self, name: &str) -> PyResult<Option<u32>> {
+        self.inner.lookup(name).map_err(err)
+    }
+
+    /// `(origin, is_package, stale, unverified)` for module `index` against the live search
+    /// path `search`. `stale` says why the source no longer matches; `unverified` why the
+    /// cheap proof that `search` still finds the same file failed. Both `None`: serve it.
+    fn check(
+        &self,
+        index: u32,
+        search: &Bound<'_, PyAny>,
+    ) -> PyResult<(String, bool, Option<String>, Option<String>)> {
+        let mut live = Vec::new();
+        for item in search.try_iter()? {
+            // A non-str entry cannot equal a recorded path; keep the positions aligned.
+            live.push(item?.extract::<String>().unwrap_or_else(|_| "\0".to_owned()));
+        }
+        let c = self.inner.check(index, &live).map_err(err)?;
+        Ok((c.origin, c.is_package, c.stale, c.unverified))
+    }
+
+    /// The code object of module `index`, fixed up on first use.
+    fn load(&self, py: Python<'_>, index: u32) -> PyResult<Py<PyAny>> {
+        let (code, _) = self.inner.load(index).map_err(err)?;
+        // SAFETY: `load` returns a new reference to a valid code object, with the GIL held.
+        Ok(unsafe { Bound::from_owned_ptr(py, code) }.unbind())
+    }
+
+    /// Facts about the archive and its mapping.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let h = self.inner.header();
+        let d = PyDict::new(py);
+        d.set_item("path", &self.inner.path)?;
+        d.set_item("producer", &self.inner.producer)?;
+        d.set_item("fingerprint", hex(&h.fingerprint))?;
+        d.set_item("format_version", h.format_version)?;
+        d.set_item("modules", h.module_count)?;
+        d.set_item("file_bytes", self.inner.file_len())?;
+        d.set_item("objects_bytes", h.objects_len)?;
+        d.set_item("metadata_bytes", h.objects_off)?;
+        d.set_item("externals", h.externals_count)?;
+        d.set_item("preferred_base", h.preferred_base)?;
+        d.set_item("mapped_at", self.inner.mapped_at())?;
+        Ok(d)
+    }
+
+    /// Every entry, checked, with its staleness now: a list of dicts (used by `cds inspect`).
+    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let mut out = Vec::new();
+        for e in self.inner.entries().map_err(err)? {
+            let meta = e.meta().map_err(|x| err(x.to_string()))?;
+            let d = PyDict::new(py);
+            d.set_item("name", e.name)?;
+            d.set_item("origin", &meta.origin)?;
+            d.set_item("is_package", meta.is_package)?;
+            d.set_item("objects_bytes", e.objects_len)?;
+            d.set_item("relocations", e.reloc_count())?;
+            d.set_item("search", meta.search.iter().map(|s| s.path.clone()).collect::<Vec<_>>())?;
+            d.set_item("stale", loader::staleness(&meta))?;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Fixes module `index` up and returns `(relocations, slots written)`; `None` when it was
+    /// already fixed up. For tests and measurements.
+    fn fix_up_stats(&self, index: u32) -> PyResult<Option<(usize, usize)>> {
+        let (code, stats) = self.inner.load(index).map_err(err)?;
+        // SAFETY: GIL held (we are in a method); drop the new reference `load` returned.
+        unsafe { pyo3::ffi::Py_DECREF(code) };
+        Ok(stats.map(|s| (s.relocs, s.written)))
+    }
+}
+
+/// Builds an archive from code objects.
+#[pyclass(module = "cds._cds")]
+struct ArchiveWriter {
+    builder: Option<ArchiveBuilder>,
+}
+
+#[pymethods]
+impl ArchiveWriter {
+    #[new]
+    fn new() -> Self {
+        let (fp, description) = fingerprint::current();
+        ArchiveWriter { builder: Some(ArchiveBuilder::new(fp, &description, PREFERRED_BASE)) }
+    }
+
+    /// Archives module `name` from its code object. `search` lists the search locations, in
+    /// order, up to and including the one holding `origin`; their states are recorded now.
+    /// Returns the number of object bytes. Raises `ArchiveError` if a constant cannot be
+    /// archived (the caller skips that module).
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        name: &str,
+        code: &Bound<'_, PyAny>,
+        origin: String,
+        is_package: bool,
+        source_mtime_ns: i64,
+        source_size: u64,
+        search: Vec<String>,
+    ) -> PyResult<usize> {
+        let builder = self.builder.as_mut().ok_or_else(|| err("writer already written"))?;
+        if builder.contains(name) {
+            return Err(err(format!("{name} is already in the archive")));
+        }
+        let parts = copier::copy_module(builder, code.as_ptr()).map_err(|e| err(format!("{name}: {e}")))?;
+        let size = parts.0.len();
+        let search = search
+            .into_iter()
+            .map(|path| SearchEntry { state: pathstate::path_state(&path), path })
+            .collect();
+        let meta = ModuleMeta { origin, is_package, source_mtime_ns, source_size, search };
+        builder
+            .add_module(copier::into_input(name, meta, parts))
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        Ok(size)
+    }
+
+    fn __len__(&self) -> usize {
+        self.builder.as_ref().map_or(0, |b| b.module_count())
+    }
+
+    fn __contains__(&self, name: &str) -> bool {
+        self.builder.as_ref().is_some_and(|b| b.contains(name))
+    }
+
+    /// Writes the archive atomically to `path`; returns sizes.
+    fn write<'py>(&mut self, py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
+        let builder = self.builder.take().ok_or_else(|| err("writer already written"))?;
+        let st = builder.write_to(&path).map_err(|e| err(e.to_string()))?;
+        let d = PyDict::new(py);
+        d.set_item("modules", st.modules)?;
+        d.set_item("file_bytes", st.file_size)?;
+        d.set_item("objects_bytes", st.objects_bytes)?;
+        d.set_item("metadata_bytes", st.metadata_bytes)?;
+        Ok(d)
+    }
+}
+
+/// `(kind, mtime_ns, size)` of a path: kind 0 absent (or relative), 1 directory, 2 file.
+#[pyfunction]
+fn path_state(path: &str) -> (u8, i64, u64) {
+    pathstate::encode(pathstate::path_state(path))
+}
+
+/// `(mtime_ns, size)` of a source file, or `None`.
+#[pyfunction]
+fn source_stat(path: &str) -> Option<(i64, u64)> {
+    pathstate::source_stat(path)
+}
+
+/// `(fingerprint_hex, description)` of the running interpreter.
+#[pyfunction(name = "fingerprint")]
+fn interpreter_fingerprint() -> (String, String) {
+    let (fp, d) = fingerprint::current();
+    (hex(&fp), d)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[pymodule]
+fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Archive>()?;
+    m.add_class::<ArchiveWriter>()?;
+    m.add("ArchiveError", m.py().get_type::<ArchiveError>())?;
+    m.add_function(wrap_pyfunction!(path_state, m)?)?;
+    m.add_function(wrap_pyfunction!(source_stat, m)?)?;
+    m.add_function(wrap_pyfunction!(interpreter_fingerprint, m)?)?;
+    m.add("LAYOUT_PYTHON", layout::PY_VERSION)?;
+    m.add("IMMORTAL_OBJECTS", layout::IMMORTAL_OBJECTS)?;
+    m.add("FORMAT_VERSION", cds_archive::FORMAT_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The dump side: copies a module's code object and everything it reaches into archive bytes laid
+//! out as the interpreter's own structs. Each object is copied byte for byte from the live object,
+//! then its header, pointers and lazily filled caches are rewritten using the layout facts from
+//! the headers; pointers become relocations, type and singleton pointers become externals.
+
+use std::collections::HashMap;
+
+use cds_archive::{ArchiveBuilder, Fixup, FixupKind, ModuleInput, Reloc, RelocTarget};
+use pyo3::ffi;
+
+use crate::externals::{self, Kind};
+use crate::layout;
+
+/// What a slot ends up pointing at.
+#[derive(Clone, Copy)]
+enum Target {
+    External { index: u32, addr: u64 },
+    Internal { off: usize, intern: bool, frozenset: bool },
+}
+
+pub struct Copier<'b> {
+    builder: &'b mut ArchiveBuilder,
+    buf: Vec<u8>,
+    relocs: Vec<Reloc>,
+    fixups: Vec<Fixup>,
+    memo: HashMap<usize, Target>,
+}
+
+/// Copies `code` (a live code object the caller holds) into an archive module. The caller holds
+/// the GIL and keeps `code` alive for the duration of the call.
+pub fn copy_module(
+    builder: &mut ArchiveBuilder,
+    code: *mut ffi::PyObject,
+) -> Result<(Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>), String> {
+    let mut c = Copier { builder, buf: Vec::new(), relocs: Vec::new(), fixups: Vec::new(), memo: HashMap::new() };
+    // SAFETY: the caller contract above; every object reached is owned (transitively) by `code`.
+    let root = unsafe { c.target(code)? };
+    match root {
+        Target::Internal { off, .. } => {
+            // SAFETY: `code` is a live object.
+            if unsafe { ffi::Py_TYPE(code) } != externals::type_object(Kind::Code) {
+                return Err("root object is not a code object".into());
+            }
+            Ok((c.buf, off as u64, c.relocs, c.fixups))
+        }
+        Target::External { .. } => Err("root object is not a code object".into()),
+    }
+}
+
+pub fn into_input(name: &str, meta: cds_archive::ModuleMeta, parts: (Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>)) -> ModuleInput {
+    let (objects, root, relocs, fixups) = parts;
+    ModuleInput { name: name.to_owned(), meta, objects, root, relocs, fixups }
+}
+
+impl Copier<'_> {
+    /// Reserves `size` zeroed bytes for an object (16-byte aligned, after a zeroed, i.e.
+    /// untracked, GC header when the type has one) and returns the object's offset.
+    fn alloc(&mut self, size: usize, gc: bool) -> usize {
+        let aligned = self.buf.len().next_multiple_of(16);
+        self.buf.resize(aligned, 0);
+        if gc {
+            self.buf.resize(aligned + layout::GC_HEAD_SIZE, 0);
+        }
+        let off = self.buf.len();
+        self.buf.resize(off + size, 0);
+        off
+    }
+
+    fn put_u64(&mut self, at: usize, v: u64) {
+        self.buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    fn put_i64(&mut self, at: usize, v: i64) {
+        self.buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    fn zero(&mut self, fields: &[(&str, usize, usize)], base: usize) {
+        for &(_, off, size) in fields {
+            self.buf[base + off..base + off + size].fill(0);
+        }
+    }
+
+    /// Points the slot at offset `slot` at `obj`, recording the relocation and any fix-up.
+    ///
+    /// SAFETY (caller): GIL held, `obj` alive until the copy is finished.
+    unsafe fn link(&mut self, slot: usize, obj: *mut ffi::PyObject) -> Result<(), String> {
+        // SAFETY: forwarded caller contract.
+        let t = unsafe { self.target(obj)? };
+        let slot32 = u32::try_from(slot).map_err(|_| "module larger than 4 GiB".to_string())?;
+        match t {
+            Target::External { index, addr } => {
+                self.put_u64(slot, addr);
+                self.relocs.push(Reloc { slot: slot32, target: RelocTarget::External(index) });
+            }
+            Target::Internal { off, intern, frozenset } => {
+                self.put_u64(slot, off as u64);
+                self.relocs.push(Reloc { slot: slot32, target: RelocTarget::Internal });
+                if intern {
+                    self.fixups.push(Fixup { slot: slot32, kind: FixupKind::Intern });
+                }
+                if frozenset {
+                    self.fixups.push(Fixup { slot: slot32, kind: FixupKind::FrozenSet });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes an archived object header: the archived reference count and the type pointer.
+    fn header(&mut self, off: usize, kind: Kind) -> Result<(), String> {
+        self.put_i64(off + layout::OB_REFCNT, layout::ARCHIVED_REFCNT as i64);
+        let index = self.builder.external(externals::type_external(kind));
+        let slot = off + layout::OB_TYPE;
+        self.put_u64(slot, externals::type_object(kind) as u64);
+        let slot32 = u32::try_from(slot).map_err(|_| "module larger than 4 GiB".to_string())?;
+        self.relocs.push(Reloc { slot: slot32, target: RelocTarget::External(index) });
+        Ok(())
+    }
+
+    /// Copies `size` bytes of the live object `obj` to a new archive object and writes its header.
+    ///
+    /// SAFETY (caller): `obj` is a live object at least `size` bytes long.
+    unsafe fn copy_raw(&mut self, obj: *mut ffi::PyObject, size: usize, kind: Kind) -> Result<usize, String> {
+        // SAFETY: caller contract; `tp` is the object's own (static, built-in) type.
+        let gc = unsafe { ffi::PyType_HasFeature(ffi::Py_TYPE(obj), ffi::Py_TPFLAGS_HAVE_GC) != 0 };
+        let off = self.alloc(size, gc);
+        // SAFETY: caller contract: `size` bytes are readable at `obj`.
+        let src = unsafe { std::slice::from_raw_parts(obj as *const u8, size) };
+        self.buf[off..off + size].copy_from_slice(src);
+        self.header(off, kind)?;
+        Ok(off)
+    }
+
+    /// SAFETY (caller): GIL held, `obj` alive until the copy is finished.
+    unsafe fn target(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
+        if let Some(ext) = externals::classify(obj) {
+            let index = self.builder.external(ext);
+            return Ok(Target::External { index, addr: obj as u64 });
+        }
+        if let Some(&t) = self.memo.get(&(obj as usize)) {
+            return Ok(t);
+        }
+        // SAFETY: caller contract; `obj` is alive, so its type is readable.
+        let tp = unsafe { ffi::Py_TYPE(obj) };
+        let kind = match externals::kind_of(tp) {
+            Some(k) => k,
+            None if tp == &raw mut ffi::PyFrozenSet_Type => {
+                // SAFETY: caller contract.
+                let t = unsafe { self.copy_frozenset(obj)? };
+                self.memo.insert(obj as usize, t);
+                return Ok(t);
+            }
+            // SAFETY: `tp` is a live type object; tp_name is a NUL-terminated C string.
+            None => {
+                let name = unsafe { std::ffi::CStr::from_ptr((*tp).tp_name) };
+                return Err(format!("unsupported constant of type {}", name.to_string_lossy()));
+            }
+        };
+        // SAFETY (all arms): caller contract; each arm reads only within the object's size as
+        // computed from its own header and the layout facts.
+        let t = unsafe {
+            match kind {
+                Kind::Str => self.copy_str(obj)?,
+                Kind::Bytes => {
+                    let n = ffi::PyBytes_Size(obj) as usize;
+                    let off = self.copy_raw(obj, layout::BYTES_DATA + n + 1, kind)?;
+                    self.put_i64(off + layout::BYTES_HASH, -1);
+                    Target::Internal { off, intern: false, frozenset: false }
+                }
+                Kind::Int => {
+                    let size = layout::long_size(ffi::Py_SIZE(obj));
+                    let off = self.copy_raw(obj, size, kind)?;
+                    Target::Internal { off, intern: false, frozenset: false }
+                }
+                Kind::Float => {
+                    let off = self.copy_raw(obj, layout::FLOAT_SIZE, kind)?;
+                    Target::Internal { off, intern: false, frozenset: false }
+                }
+                Kind::Complex => {
+                    let off = self.copy_raw(obj, layout::COMPLEX_SIZE, kind)?;
+                    Target::Internal { off, intern: false, frozenset: false }
+                }
+                Kind::Tuple => {
+                    let n = ffi::PyTuple_Size(obj) as usize;
+                    let items: Vec<*mut ffi::PyObject> = (0..n).map(|i| ffi::PyTuple_GetItem(obj, i as isize)).collect();
+                    let off = self.copy_tuple(obj, &items)?;
+                    Target::Internal { off, intern: false, frozenset: false }
+                }
+                Kind::Code => self.copy_code(obj)?,
+            }
+        };
+        self.memo.insert(obj as usize, t);
+        Ok(t)
+    }
+
+    /// A tuple whose header is copied from `proto` (a live tuple) and whose items are `items`.
+    ///
+    /// SAFETY (caller): GIL held; `proto` and every item alive; `proto` has `items.len()` items.
+    unsafe fn copy_tuple(&mut self, proto: *mut ffi::PyObject, items: &[*mut ffi::PyObject]) -> Result<usize, String> {
+        let size = layout::TUPLE_ITEMS + items.len() * 8;
+        // SAFETY: caller contract; a tuple of n items has TUPLE_ITEMS + 8n bytes.
+        let off = unsafe { self.copy_raw(proto, size, Kind::Tuple)? };
+        for (i, &item) in items.iter().enumerate() {
+            // SAFETY: caller contract.
+            unsafe { self.link(off + layout::TUPLE_ITEMS + 8 * i, item)? };
+        }
+        Ok(off)
+    }
+
+    /// A frozenset is archived as a tuple of its items plus a fix-up that builds the frozenset
+    /// at load time (its hash-table layout depends on the process's hash seed).
+    ///
+    /// SAFETY (caller): GIL held, `obj` a live frozenset.
+    unsafe fn copy_frozenset(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
+        // SAFETY: caller contract; PySequence_Tuple returns a new tuple of borrowed-alive items.
+        unsafe {
+            let tuple = ffi::PySequence_Tuple(obj);
+            if tuple.is_null() {
+                ffi::PyErr_Clear();
+                return Err("cannot iterate a frozenset constant".into());
+            }
+            let n = ffi::PyTuple_Size(tuple) as usize;
+            let items: Vec<*mut ffi::PyObject> = (0..n).map(|i| ffi::PyTuple_GetItem(tuple, i as isize)).collect();
+            // The items stay alive through the frozenset after the temporary tuple is gone.
+            let r = self.copy_tuple(tuple, &items);
+            ffi::Py_DECREF(tuple);
+            Ok(Target::Internal { off: r?, intern: false, frozenset: true })
+        }
+    }
+
+    /// SAFETY (caller): GIL held, `obj` a live exact str.
+    unsafe fn copy_str(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
+        // SAFETY: caller contract; the header fields read are inside PyASCIIObject.
+        let (state, length) = unsafe {
+            let p = obj as *const u8;
+            (
+                std::ptr::read_unaligned(p.add(layout::STR_STATE) as *const u32),
+                std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize),
+            )
+        };
+        let compact = state & layout::STR_STATE_COMPACT != 0;
+        let ready = layout::STR_STATE_READY == 0 || state & layout::STR_STATE_READY != 0;
+        if !compact || !ready || length < 0 {
+            return Err("non-compact string constant".into());
+        }
+        let ascii = state & layout::STR_STATE_ASCII != 0;
+        let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
+        if !matches!(kind, 1 | 2 | 4) {
+            return Err("string constant of unknown kind".into());
+        }
+        let size = layout::str_size(ascii, kind, length as usize);
+        // SAFETY: a compact string occupies exactly `size` bytes (layout::str_size).
+        let off = unsafe { self.copy_raw(obj, size, Kind::Str)? };
+        self.put_i64(off + layout::STR_HASH, -1);
+        let new_state = state & !layout::STR_STATE_INTERNED;
+        self.buf[off + layout::STR_STATE..off + layout::STR_STATE + 4].copy_from_slice(&new_state.to_ne_bytes());
+        self.zero(if ascii { layout::STR_ASCII_CACHES } else { layout::STR_COMPACT_CACHES }, off);
+        Ok(Target::Internal { off, intern: state & layout::STR_STATE_INTERNED != 0, frozenset: false })
+    }
+
+    /// SAFETY (caller): GIL held, `obj` a live code object.
+    unsafe fn copy_code(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
+        // SAFETY: caller contract. The size is the type's own var-size formula; `co_code` is the
+        // un-specialized bytecode, exactly as long as the inline bytecode area.
+        unsafe {
+            let tp = ffi::Py_TYPE(obj);
+            let units = ffi::Py_SIZE(obj) as usize;
+            let size = (*tp).tp_basicsize as usize + units * (*tp).tp_itemsize as usize;
+            let code_bytes = ffi::PyObject_GetAttrString(obj, c"co_code".as_ptr());
+            if code_bytes.is_null() {
+                ffi::PyErr_Clear();
+                return Err("code object without co_code".into());
+            }
+            let n = ffi::PyBytes_Size(code_bytes) as usize;
+            if n != units * layout::CODE_UNIT_SIZE {
+                ffi::Py_DECREF(code_bytes);
+                return Err("co_code length does not match the code object".into());
+            }
+            let off = self.copy_raw(obj, size, Kind::Code);
+            if let Ok(off) = off {
+                let src = std::slice::from_raw_parts(ffi::PyBytes_AsString(code_bytes) as *const u8, n);
+                let at = off + layout::CODE_BYTECODE;
+                self.buf[at..at + n].copy_from_slice(src);
+            }
+            ffi::Py_DECREF(code_bytes);
+            let off = off?;
+            self.zero(layout::CODE_CACHES, off);
+            for &(_, field, _) in layout::CODE_OBJECTS {
+                let child = std::ptr::read_unaligned((obj as *const u8).add(field) as *const *mut ffi::PyObject);
+                if child.is_null() {
+                    return Err("code object with a NULL field".into());
+                }
+                self.link(off + field, child)?;
+            }
+            Ok(Target::Internal { off, intern: false, frozenset: false })
+        }
+    }
+}

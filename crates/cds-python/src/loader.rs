@@ -1,0 +1,272 @@
+//! The load side: an opened archive, the per-module freshness check and the per-module fix-up
+//! that turns archive bytes into live interpreter objects on first import.
+
+use std::fs::File;
+use std::sync::{Mutex, OnceLock};
+
+use cds_archive::{relocate, Archive, Entry, FixupKind, Header, ModuleMeta, HEADER_SIZE};
+use pyo3::ffi;
+
+use crate::externals::{self, Kind};
+use crate::fingerprint;
+use crate::mapping::Mapping;
+use crate::pathstate::{path_state, source_stat};
+
+enum ModState {
+    Fresh,
+    InProgress,
+    Ready(usize),
+    Failed(String),
+}
+
+pub struct LoadedArchive {
+    // `view` borrows `map`'s memory and is declared first so that it is dropped first.
+    view: Archive<'static>,
+    map: Mapping,
+    modules: Mutex<Vec<ModState>>,
+    resolved: OnceLock<Result<Vec<u64>, String>>,
+    pub path: String,
+    pub producer: String,
+}
+
+/// What the finder needs to know about an archived module before serving it.
+pub struct Check {
+    pub origin: String,
+    pub is_package: bool,
+    /// The source changed or vanished since the dump: never serve.
+    pub stale: Option<String>,
+    /// The cheap proof that the name still resolves to `origin` failed: the caller must
+    /// confirm by a normal search before serving.
+    pub unverified: Option<String>,
+}
+
+pub struct FixStats {
+    pub relocs: usize,
+    pub written: usize,
+}
+
+impl LoadedArchive {
+    /// Opens and maps `path`, checking the header and the interpreter fingerprint only: O(1) in
+    /// the size of the archive.
+    pub fn open(path: &str) -> Result<LoadedArchive, String> {
+        let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        let len = file.metadata().map_err(|e| format!("cannot stat {path}: {e}"))?.len();
+        if len == 0 {
+            return Err(format!("{path} is empty"));
+        }
+        if len < HEADER_SIZE as u64 {
+            return Err(format!("{path} is truncated ({len} bytes, smaller than a header)"));
+        }
+        let mut head = [0u8; HEADER_SIZE];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        let header = Header::parse(&head, len).map_err(|e| format!("{path}: {e}"))?;
+        let map = Mapping::map(&file, len as usize, header.preferred_base)
+            .map_err(|e| format!("cannot map {path}: {e}"))?;
+        let meta = map.prefix(header.objects_off as usize);
+        // SAFETY: `meta` points into `map`, which is moved into the same struct and outlives
+        // `view` (fields drop in declaration order; `view` is first). The mapping's address does
+        // not change when the `Mapping` value moves.
+        let meta: &'static [u8] = unsafe { std::slice::from_raw_parts(meta.as_ptr(), meta.len()) };
+        let view = Archive::parse(meta, len).map_err(|e| format!("{path}: {e}"))?;
+        let producer = view.producer();
+        let (fp, me) = fingerprint::current();
+        if view.header.fingerprint != fp {
+            return Err(format!(
+                "{path} was made by another interpreter or build: made by {producer}; this is {me}"
+            ));
+        }
+        let count = view.module_count() as usize;
+        Ok(LoadedArchive {
+            view,
+            map,
+            modules: Mutex::new((0..count).map(|_| ModState::Fresh).collect()),
+            resolved: OnceLock::new(),
+            path: path.to_owned(),
+            producer,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.view.header
+    }
+
+    pub fn mapped_at(&self) -> u64 {
+        self.map.addr()
+    }
+
+    pub fn file_len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn lookup(&self, name: &str) -> Result<Option<u32>, String> {
+        self.view.lookup(name).map(|e| e.map(|e| e.index)).map_err(|e| e.to_string())
+    }
+
+    pub fn entries(&self) -> Result<Vec<Entry<'static>>, String> {
+        self.view.entries().map_err(|e| e.to_string())
+    }
+
+    pub fn entry(&self, index: u32) -> Result<Entry<'static>, String> {
+        self.view.entry(index).map_err(|e| e.to_string())
+    }
+
+    pub fn meta(&self, index: u32) -> Result<ModuleMeta, String> {
+        self.entry(index)?.meta().map_err(|e| e.to_string())
+    }
+
+    /// Is the archived module still what the file system holds, and would `search` (the live
+    /// `sys.path` or parent `__path__`) still find it at the same place?
+    pub fn check(&self, index: u32, search: &[String]) -> Result<Check, String> {
+        let meta = self.meta(index)?;
+        Ok(Check {
+            stale: staleness(&meta),
+            unverified: unverified(&meta, search),
+            origin: meta.origin,
+            is_package: meta.is_package,
+        })
+    }
+
+    /// The module's root code object, fixing the module up on first use. Must be called with
+    /// the GIL held; returns a new reference.
+    pub fn load(&self, index: u32) -> Result<(*mut ffi::PyObject, Option<FixStats>), String> {
+        {
+            let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+            let state = modules.get_mut(index as usize).ok_or("module index out of range")?;
+            match state {
+                ModState::Ready(code) => {
+                    let code = *code as *mut ffi::PyObject;
+                    // SAFETY: GIL held; `code` is an archived object that is never freed.
+                    unsafe { ffi::Py_INCREF(code) };
+                    return Ok((code, None));
+                }
+                ModState::Failed(why) => return Err(why.clone()),
+                ModState::InProgress => return Err("module is being fixed up (re-entrant import)".into()),
+                ModState::Fresh => *state = ModState::InProgress,
+            }
+        }
+        // The lock is not held while fixing up: allocations may run the garbage collector, and
+        // finalizers may import (and so come back here for another module).
+        let result = self.fix_up(index);
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok((code, stats)) => {
+                modules[index as usize] = ModState::Ready(code as usize);
+                // SAFETY: GIL held; archived objects are never freed.
+                unsafe { ffi::Py_INCREF(code) };
+                Ok((code, Some(stats)))
+            }
+            Err(why) => {
+                modules[index as usize] = ModState::Failed(why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    fn externals(&self) -> Result<&[u64], String> {
+        let r = self.resolved.get_or_init(|| {
+            self.view
+                .externals()
+                .into_iter()
+                .map(|x| {
+                    externals::resolve(x)
+                        .map(|p| p as u64)
+                        .ok_or_else(|| format!("unknown external {} / {}", x.kind, x.arg))
+                })
+                .collect()
+        });
+        r.as_deref().map_err(|e| e.clone())
+    }
+
+    /// Checks, relocates and fixes up one module (called once per module).
+    fn fix_up(&self, index: u32) -> Result<(*mut ffi::PyObject, FixStats), String> {
+        let entry = self.entry(index)?;
+        let start = entry.objects_file_off as usize;
+        let len = entry.objects_len as usize;
+        // SAFETY: GIL held (the caller's contract); the range lies in the objects section
+        // (checked by `Archive::entry`), and this module's objects have never been handed to the
+        // interpreter (state is Fresh), so nothing else references these bytes.
+        let objects = unsafe { self.map.range_mut(start, len) };
+        entry.verify(objects).map_err(|e| e.to_string())?;
+        let externals = self.externals()?;
+        let preferred = self.view.header.preferred_base + entry.objects_file_off;
+        let actual = self.map.addr() + entry.objects_file_off;
+        let st = relocate(objects, &entry, preferred, actual, externals).map_err(|e| e.to_string())?;
+        let fixups = entry.fixups().map_err(|e| e.to_string())?;
+        let base = objects.as_mut_ptr();
+        let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
+        for f in fixups {
+            // SAFETY: `f.slot` is an aligned slot inside the module (checked by `fixups()`), and
+            // after relocation it holds a pointer that we check lies inside this module before
+            // reading the object's type. The types were patched by `relocate` above.
+            unsafe {
+                let slot = base.add(f.slot as usize) as *mut *mut ffi::PyObject;
+                let obj = *slot;
+                if !inside(obj as u64) {
+                    return Err(format!("fix-up of {} points outside the module", entry.name));
+                }
+                let tp = ffi::Py_TYPE(obj);
+                match f.kind {
+                    FixupKind::Intern => {
+                        if tp != externals::type_object(Kind::Str) {
+                            return Err(format!("intern fix-up of {} is not a string", entry.name));
+                        }
+                        ffi::PyUnicode_InternInPlace(slot);
+                    }
+                    FixupKind::FrozenSet => {
+                        if tp != externals::type_object(Kind::Tuple) {
+                            return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
+                        }
+                        let fs = ffi::PyFrozenSet_New(obj);
+                        if fs.is_null() {
+                            ffi::PyErr_Clear();
+                            return Err(format!("cannot build a frozenset constant of {}", entry.name));
+                        }
+                        // The archived tuple keeps its (archived) reference count; the slot now
+                        // owns the new frozenset's reference.
+                        *slot = fs;
+                    }
+                }
+            }
+        }
+        let root = actual + entry.root;
+        // SAFETY: the root offset is inside the module (checked by `Archive::entry`) and aligned;
+        // its type pointer was patched by `relocate`.
+        let is_code = unsafe { ffi::Py_TYPE(root as *mut ffi::PyObject) } == externals::type_object(Kind::Code);
+        if !is_code {
+            return Err(format!("root object of {} is not a code object", entry.name));
+        }
+        Ok((root as *mut ffi::PyObject, FixStats { relocs: st.relocs, written: st.written }))
+    }
+}
+
+/// Why the archived module no longer matches its source, if it does not.
+pub fn staleness(meta: &ModuleMeta) -> Option<String> {
+    match source_stat(&meta.origin) {
+        None => Some(format!("source {} is missing", meta.origin)),
+        Some((mtime, size)) if mtime != meta.source_mtime_ns || size != meta.source_size => {
+            Some(format!("source {} changed since the dump", meta.origin))
+        }
+        Some(_) => None,
+    }
+}
+
+/// Why the recorded search could not be confirmed cheaply against `search`, if it could not.
+fn unverified(meta: &ModuleMeta, search: &[String]) -> Option<String> {
+    for (i, rec) in meta.search.iter().enumerate() {
+        match search.get(i) {
+            Some(live) if *live == rec.path => {}
+            _ => return Some(format!("search path differs at entry {i} ({})", rec.path)),
+        }
+        if !rec.path.starts_with('/') {
+            return Some(format!("relative search path entry {:?}", rec.path));
+        }
+        if path_state(&rec.path) != rec.state {
+            return Some(format!("{} changed since the dump", rec.path));
+        }
+    }
+    if meta.search.is_empty() {
+        return Some("no search path recorded".into());
+    }
+    None
+}

@@ -1,0 +1,91 @@
+//! A private, copy-on-write memory mapping of an archive file, placed at the archive's preferred
+//! address when that address is free.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+    /// Set once any object in the mapping may be referenced by the interpreter; from then on the
+    /// mapping is never unmapped (archived objects live as long as the process).
+    pinned: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; all access to the object bytes
+// happens with the GIL held (see loader.rs), which serializes it.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `file` privately (reads see the file, writes stay in this process),
+    /// at `preferred` if that range is free, elsewhere otherwise.
+    pub fn map(file: &File, len: usize, preferred: u64) -> std::io::Result<Mapping> {
+        if len == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "empty file"));
+        }
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let fd = file.as_raw_fd();
+        // SAFETY: a fresh mapping of an open file descriptor; MAP_FIXED_NOREPLACE never replaces
+        // an existing mapping (it fails with EEXIST instead), so no memory of the process is
+        // disturbed. The result is checked before use.
+        let mut ptr = unsafe {
+            libc::mmap(
+                preferred as *mut libc::c_void,
+                len,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            // SAFETY: as above, with the kernel choosing the address.
+            ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_PRIVATE, fd, 0) };
+        }
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr: ptr as *mut u8, len, pinned: false.into() })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.ptr as u64
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes `[0, end)`, which must never be written while the returned slice lives.
+    /// Callers use it for the archive's metadata sections, which nothing writes.
+    pub fn prefix(&self, end: usize) -> &[u8] {
+        assert!(end <= self.len);
+        // SAFETY: inside the mapping, which lives as long as `self`; metadata pages are never
+        // written by pycds or the interpreter (objects live only past `objects_off`).
+        unsafe { std::slice::from_raw_parts(self.ptr, end) }
+    }
+
+    /// Mutable access to `[start, start + len)`.
+    ///
+    /// SAFETY (caller): GIL held, the range lies in the objects section, and no other slice or
+    /// Python object reference into that range is in use for the slice's lifetime (a module is
+    /// handed out mutably once, before any of its objects reach the interpreter).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range_mut(&self, start: usize, len: usize) -> &mut [u8] {
+        assert!(start.checked_add(len).is_some_and(|e| e <= self.len));
+        self.pinned.store(true, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: bounds asserted above; exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if !self.pinned.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: unmapping our own mapping, which no object can reference (never pinned).
+            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        }
+    }
+}

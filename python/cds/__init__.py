@@ -1,0 +1,23 @@
+"""pycds: serve imported modules' code objects from a memory-mapped archive.
+
+Three roles, chosen by environment variables (see the README):
+
+- ``PYCDSMODE=TRACE PYCDSLIST=mod.lst python app.py`` records the modules a program imports;
+- ``python -m cds.dump mod.lst mod.img`` writes the archive;
+- ``PYCDSMODE=SHARE PYCDSARCHIVE=mod.img python app.py`` imports from it.
+
+``python -m cds --help`` shows the command-line interface.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["info", "__version__"]
+
+
+def info():
+    """What pycds did in this process: a dict with ``mode`` (``None`` when inactive),
+    ``archive``, ``list``, ``error`` (why the mode could not start, or ``None``), ``served``
+    (names imported from the archive, in order) and ``fallbacks`` (name to the reason it was
+    imported normally)."""
+    from cds import _runtime
+
+    return _runtime.info()

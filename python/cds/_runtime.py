@@ -1,0 +1,311 @@
+"""The runtime side of pycds: activation from the environment, the tracer, and the archive
+finder and loader.
+
+``pycds.pth`` imports this module at interpreter start-up only when ``PYCDSMODE`` is set. It
+imports nothing that an application might import itself (so the tracer sees the application's
+imports, and the replayer can serve them): only modules already loaded during start-up.
+"""
+
+import os
+import sys
+
+import _frozen_importlib as _bootstrap
+import _frozen_importlib_external as _external
+
+SourceFileLoader = _external.SourceFileLoader
+PathFinder = _external.PathFinder
+
+_state = {
+    "mode": None,
+    "archive": None,
+    "list": None,
+    "error": None,
+    "served": [],
+    "fallbacks": {},
+}
+_verbose = 0
+_active = False
+
+
+def _say(level, message):
+    """Write one diagnostic line to stderr when PYCDSVERBOSE is at least ``level``."""
+    if _verbose >= level:
+        try:
+            sys.stderr.write("pycds: " + message + "\n")
+            sys.stderr.flush()
+        except Exception:
+            pass
+
+
+def _verbosity():
+    raw = os.environ.get("PYCDSVERBOSE", "").strip()
+    if not raw:
+        return 0
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 1
+
+
+def info():
+    """A snapshot of what pycds did in this process (see ``cds.info``)."""
+    return {
+        "mode": _state["mode"],
+        "archive": _state["archive"],
+        "list": _state["list"],
+        "error": _state["error"],
+        "served": list(_state["served"]),
+        "fallbacks": dict(_state["fallbacks"]),
+    }
+
+
+def activate():
+    """Start the mode named by PYCDSMODE (TRACE, SHARE or DUMP). Never raises: a problem is
+    reported on stderr (at PYCDSVERBOSE>=1) and the program runs normally."""
+    global _verbose, _active
+    if _active:
+        return
+    _active = True
+    _verbose = _verbosity()
+    mode = os.environ.get("PYCDSMODE", "").strip().upper()
+    if not mode:
+        return
+    _state["mode"] = mode
+    try:
+        if mode == "TRACE":
+            _start_trace(os.environ.get("PYCDSLIST", ""))
+        elif mode == "SHARE":
+            _start_share(os.environ.get("PYCDSARCHIVE", ""))
+        elif mode == "DUMP":
+            _dump_and_exit(os.environ.get("PYCDSLIST", ""), os.environ.get("PYCDSARCHIVE", ""))
+        else:
+            _state["error"] = f"unknown PYCDSMODE={mode!r} (expected TRACE, SHARE or DUMP); ignored"
+            _say(1, _state["error"])
+    except Exception as exc:  # never take the program down
+        _state["error"] = f"{type(exc).__name__}: {exc}"
+        _say(1, f"{mode} not started: {_state['error']}")
+
+
+def _insert_before_path_finder(finder):
+    for i, f in enumerate(sys.meta_path):
+        if f is PathFinder:
+            sys.meta_path.insert(i, finder)
+            return
+    sys.meta_path.append(finder)
+
+
+# ---------------------------------------------------------------------------------------------
+# SHARE: serve modules from the archive.
+
+
+class ArchiveLoader(SourceFileLoader):
+    """``SourceFileLoader`` whose ``get_code`` returns the archived code object. Everything
+    else (``get_source``, ``get_data``, ``is_package``, resource readers) is the source loader's
+    own, so ``inspect``, ``linecache``, tracebacks and ``importlib.resources`` behave as usual."""
+
+    def __init__(self, fullname, path, archive=None, index=None):
+        super().__init__(fullname, path)
+        self._cds_archive = archive
+        self._cds_index = index
+
+    def get_code(self, fullname):
+        if fullname == self.name and self._cds_archive is not None:
+            try:
+                code = self._cds_archive.load(self._cds_index)
+            except Exception as exc:
+                _fallback(fullname, f"archive data unusable: {exc}")
+            else:
+                _state["served"].append(fullname)
+                _say(2, f"served {fullname} from the archive")
+                return code
+        return super().get_code(fullname)
+
+
+def _fallback(name, reason):
+    _state["fallbacks"][name] = reason
+    _say(1, f"{name}: imported normally: {reason}")
+
+
+class ArchiveFinder:
+    """A meta path finder, placed just before ``PathFinder``, that answers for the modules in the
+    archive while they are still what the file system holds."""
+
+    def __init__(self, archive):
+        self._archive = archive
+
+    def find_spec(self, fullname, path=None, target=None):
+        archive = self._archive
+        try:
+            index = archive.lookup(fullname)
+            if index is None:
+                return None
+            search = sys.path if path is None else path
+            origin, is_package, stale, unverified = archive.check(index, search)
+        except Exception as exc:
+            _fallback(fullname, f"archive entry unusable: {exc}")
+            return None
+        if stale is not None:
+            _fallback(fullname, stale)
+            return None
+        if unverified is not None:
+            # The cheap proof failed: search as the import system would, and serve only if that
+            # finds the very same source file.
+            spec = PathFinder.find_spec(fullname, path, target)
+            if spec is None or spec.origin != origin or type(spec.loader) is not SourceFileLoader:
+                where = spec.origin if spec is not None else "nothing"
+                _fallback(fullname, f"the search path now finds {where} ({unverified})")
+                return spec
+            _say(2, f"{fullname}: search re-checked ({unverified})")
+        loader = ArchiveLoader(fullname, origin, archive, index)
+        locations = [_external._path_split(origin)[0]] if is_package else None
+        return _external.spec_from_file_location(
+            fullname, origin, loader=loader, submodule_search_locations=locations
+        )
+
+    def invalidate_caches(self):
+        pass
+
+
+def _start_share(path):
+    _state["archive"] = path or None
+    if not path:
+        _state["error"] = "PYCDSMODE=SHARE needs PYCDSARCHIVE; running without an archive"
+        _say(1, _state["error"])
+        return
+    try:
+        from cds import _cds
+
+        archive = _cds.Archive(path)
+    except Exception as exc:
+        _state["error"] = str(exc)
+        _say(1, f"archive not used, running normally: {exc}")
+        return
+    _insert_before_path_finder(ArchiveFinder(archive))
+    _say(2, f"serving from {path} ({archive.stats()['modules']} modules)")
+    if _verbose >= 1:
+        import atexit
+
+        atexit.register(_share_summary)
+
+
+def _share_summary():
+    _say(
+        1,
+        f"served {len(_state['served'])} modules from {_state['archive']}, "
+        f"{len(_state['fallbacks'])} imported normally",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# TRACE: record the modules the program imports.
+
+_traced = []
+
+
+class TraceFinder:
+    """Records each name the import system looks for, with the search locations it will use,
+    and lets the normal finders do the work."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        try:
+            _traced.append((fullname, list(sys.path if path is None else path)))
+        except Exception:
+            pass
+        return None
+
+    def invalidate_caches(self):
+        pass
+
+
+def _start_trace(list_path):
+    _state["list"] = list_path or None
+    if not list_path:
+        _state["error"] = "PYCDSMODE=TRACE needs PYCDSLIST; not tracing"
+        _say(1, _state["error"])
+        return
+    sys.meta_path.insert(0, TraceFinder())
+    import atexit
+
+    atexit.register(_write_trace, os.path.abspath(list_path))
+
+
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES[ord('"')] = '\\"'
+_ESCAPES[ord("\\")] = "\\\\"
+
+
+def _json_str(s):
+    return '"' + s.translate(_ESCAPES) + '"'
+
+
+def trace_line(name, origin, is_package, search, mtime_ns, size):
+    """One line of a traced list: a JSON object (written without importing ``json``)."""
+    return (
+        "{"
+        f'"name": {_json_str(name)}, "origin": {_json_str(origin)}, '
+        f'"package": {"true" if is_package else "false"}, '
+        f'"search": [{", ".join(_json_str(p) for p in search)}], '
+        f'"mtime_ns": {int(mtime_ns)}, "size": {int(size)}'
+        "}\n"
+    )
+
+
+def _write_trace(list_path):
+    lines = []
+    seen = set()
+    for name, search in _traced:
+        if name in seen:
+            continue
+        module = sys.modules.get(name)
+        spec = getattr(module, "__spec__", None)
+        if spec is None or type(spec.loader) is not SourceFileLoader or not spec.origin:
+            continue
+        try:
+            st = os.stat(spec.origin)
+        except OSError:
+            continue
+        seen.add(name)
+        search = [p for p in search if isinstance(p, str)]
+        lines.append(
+            trace_line(name, spec.origin, spec.submodule_search_locations is not None, search,
+                       st.st_mtime_ns, st.st_size)
+        )
+    data = "".join(lines).encode("utf-8", "surrogateescape")
+    try:
+        # One write to an O_APPEND descriptor: concurrent tracers never interleave lines.
+        fd = os.open(list_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        _say(1, f"cannot write the module list {list_path}: {exc}")
+        return
+    _say(1, f"traced {len(lines)} modules into {list_path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# DUMP: write the archive from the list, then exit without running the program.
+
+
+def _dump_and_exit(list_path, archive_path):
+    if not list_path or not archive_path:
+        _state["error"] = "PYCDSMODE=DUMP needs PYCDSLIST and PYCDSARCHIVE; not dumping"
+        _say(0, _state["error"])
+        return
+    from cds import dump
+
+    try:
+        report = dump.run_dump(list_path, archive_path)
+        sys.stderr.write(report.summary() + "\n")
+        status = 0
+    except Exception as exc:
+        sys.stderr.write(f"pycds: dump failed: {exc}\n")
+        status = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
