@@ -1,0 +1,142 @@
+"""Command-line interface: ``python -m cds {trace,dump,run,inspect}``."""
+
+import argparse
+import os
+import sys
+
+_EPILOG = """\
+examples:
+  python -m cds trace -o mod.lst -- app.py --flag     record what app.py imports
+  python -m cds dump mod.lst mod.img                   write the archive
+  python -m cds run --archive mod.img -- app.py        run app.py importing from the archive
+  python -m cds inspect mod.img                        describe an archive and its stale entries
+
+Everything after `--` is passed to the interpreter as is (so `-- -m pkg.mod` works too).
+The same roles are available through PYCDSMODE / PYCDSLIST / PYCDSARCHIVE / PYCDSVERBOSE.
+"""
+
+
+def _exec_python(args, env_updates):
+    env = dict(os.environ)
+    env.update(env_updates)
+    argv = [sys.executable, *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
+def _python_args(ns, parser):
+    args = list(ns.python_args)
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args:
+        parser.error("give the program to run after `--`, e.g. `-- app.py` or `-- -m pkg`")
+    return args
+
+
+def cmd_trace(ns, parser):
+    args = _python_args(ns, parser)
+    if not ns.append:
+        try:
+            open(ns.output, "w").close()
+        except OSError as exc:
+            parser.error(f"cannot write {ns.output}: {exc}")
+    env = {"PYCDSMODE": "TRACE", "PYCDSLIST": os.path.abspath(ns.output)}
+    if ns.verbose:
+        env["PYCDSVERBOSE"] = str(ns.verbose)
+    _exec_python(args, env)
+
+
+def cmd_dump(ns, parser):
+    from cds import dump
+
+    argv = [ns.list, ns.archive] + (["-v"] if ns.verbose else [])
+    return dump.main(argv)
+
+
+def cmd_run(ns, parser):
+    args = _python_args(ns, parser)
+    env = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": os.path.abspath(ns.archive)}
+    if ns.verbose:
+        env["PYCDSVERBOSE"] = str(ns.verbose)
+    _exec_python(args, env)
+
+
+def cmd_inspect(ns, parser):
+    from cds import _cds
+
+    try:
+        archive = _cds.Archive(ns.archive)
+        stats = archive.stats()
+        entries = archive.entries()
+    except _cds.ArchiveError as exc:
+        print(f"pycds: {exc}", file=sys.stderr)
+        return 1
+    stale = [e for e in entries if e["stale"]]
+    if ns.json:
+        import json
+
+        print(json.dumps({"archive": stats, "entries": entries}, indent=2))
+        return 0
+    mib = 1024 * 1024
+    print(f"archive:      {stats['path']}")
+    print(f"made by:      {stats['producer']}")
+    print(f"fingerprint:  {stats['fingerprint']}")
+    print(f"format:       version {stats['format_version']}")
+    print(f"modules:      {stats['modules']} ({len(stale)} stale now)")
+    print(f"size:         {stats['file_bytes'] / mib:.2f} MiB "
+          f"(objects {stats['objects_bytes'] / mib:.2f} MiB, "
+          f"metadata {stats['metadata_bytes'] / mib:.2f} MiB, {stats['externals']} externals)")
+    at = "at its preferred address" if stats["mapped_at"] == stats["preferred_base"] else "relocated"
+    print(f"mapped:       {stats['mapped_at']:#x} ({at})")
+    if ns.modules:
+        for e in entries:
+            mark = "STALE " if e["stale"] else ""
+            print(f"  {mark}{e['name']:<40} {e['objects_bytes']:>9}  {e['origin']}")
+    for e in stale:
+        print(f"stale: {e['name']}: {e['stale']}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m cds",
+        description="pycds: trace a program's imports, dump them into an archive, and run "
+                    "programs that import from the archive.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("trace", help="run a program and record the modules it imports")
+    p.add_argument("-o", "--output", required=True, help="module list to write")
+    p.add_argument("--append", action="store_true", help="append to the list instead of replacing it")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("python_args", nargs=argparse.REMAINDER, help="-- then the interpreter's arguments")
+    p.set_defaults(func=cmd_trace)
+
+    p = sub.add_parser("dump", help="write an archive from a module list")
+    p.add_argument("list")
+    p.add_argument("archive")
+    p.add_argument("-v", "--verbose", action="store_true", help="name each skipped module")
+    p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("run", help="run a program importing from an archive")
+    p.add_argument("--archive", "-a", required=True)
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("python_args", nargs=argparse.REMAINDER, help="-- then the interpreter's arguments")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="describe an archive: fingerprint, modules, sizes, stale entries")
+    p.add_argument("archive")
+    p.add_argument("--modules", action="store_true", help="list every module")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    ns = parser.parse_args(argv)
+    return ns.func(ns, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
