@@ -253,10 +253,13 @@ def trace_line(name, origin, is_package, search, mtime_ns, size):
 def _write_trace(list_path):
     lines = []
     seen = set()
+    main = sys.modules.get("__main__")
+    main_name = getattr(getattr(main, "__spec__", None), "name", None)
     for name, search in _traced:
         if name in seen:
             continue
-        module = sys.modules.get(name)
+        # A module run with `python -m` (or runpy) lives in sys.modules as __main__.
+        module = sys.modules.get(name) or (main if name == main_name else None)
         spec = getattr(module, "__spec__", None)
         if spec is None or type(spec.loader) is not SourceFileLoader or not spec.origin:
             continue

@@ -1,7 +1,7 @@
 //! The load side: an opened archive, the per-module freshness check and the per-module fix-up
 //! that turns archive bytes into live interpreter objects on first import.
 
-use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Mutex, OnceLock};
 
 use cds_archive::{relocate, Archive, Entry, FixupKind, Header, ModuleMeta, HEADER_SIZE};
@@ -49,8 +49,17 @@ impl LoadedArchive {
     /// Opens and maps `path`, checking the header and the interpreter fingerprint only: O(1) in
     /// the size of the archive.
     pub fn open(path: &str) -> Result<LoadedArchive, String> {
-        let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
-        let len = file.metadata().map_err(|e| format!("cannot stat {path}: {e}"))?.len();
+        // Non-blocking, so that a FIFO or device named as the archive cannot hang start-up.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| format!("cannot open {path}: {e}"))?;
+        let st = file.metadata().map_err(|e| format!("cannot stat {path}: {e}"))?;
+        if !st.is_file() {
+            return Err(format!("{path} is not a regular file"));
+        }
+        let len = st.len();
         if len == 0 {
             return Err(format!("{path} is empty"));
         }
