@@ -87,8 +87,11 @@ class Project:
             "    import cds\n"
             "    sys.__stderr__.write('CDSINFO' + json.dumps(cds.info()) + '\\n')\n"
             "atexit.register(_dump)\n"
+            "import os\n"
             "sys.argv = sys.argv[1:]\n"
-            "runpy.run_path(__import__('os').path.abspath(sys.argv[0]), run_name='__main__')\n"
+            "script = os.path.abspath(sys.argv[0])\n"
+            "sys.path[0] = os.path.dirname(script)  # as if the script had been run directly\n"
+            "runpy.run_path(script, run_name='__main__')\n"
         )
         proc = self.share(str(probe), *args, **extra)
         import json

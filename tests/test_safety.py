@@ -1,0 +1,162 @@
+"""Stale sources, bad archives and changed search paths: the program always runs as without
+pycds, the interpreter never crashes or hangs, and PYCDSVERBOSE=1 says why in one line."""
+
+import os
+import time
+
+import pytest
+
+from conftest import rewrite_header
+
+APP = {
+    "main.py": "import mod_a, mod_b, pkg.inner\nprint(mod_a.A, mod_b.B, pkg.inner.I)\n",
+    "mod_a.py": "A = 'a-original'\n",
+    "mod_b.py": "B = 'b-original'\n",
+    "pkg/__init__.py": "",
+    "pkg/inner.py": "I = 'inner'\n",
+}
+
+
+def make(project):
+    for path, text in APP.items():
+        project.write(path, text)
+    project.build("main.py")
+
+
+def test_edited_source_falls_back_and_the_rest_is_served(project):
+    make(project)
+    project.write("mod_a.py", "A = 'a-edited-and-longer'\n")
+    info, proc = project.info("main.py")
+    assert proc.stdout == project.plain("main.py").stdout == "a-edited-and-longer b-original inner\n"
+    assert "changed since the dump" in info["fallbacks"]["mod_a"]
+    assert "mod_a" not in info["served"]
+    assert {"mod_b", "pkg", "pkg.inner"} <= set(info["served"])
+
+
+def test_same_size_edit_detected_by_mtime(project):
+    make(project)
+    path = project.root / "mod_b.py"
+    path.write_text("B = 'b-0riginal'\n")  # same length
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    info, proc = project.info("main.py")
+    assert proc.stdout == "a-original b-0riginal inner\n"
+    assert "mod_b" in info["fallbacks"]
+
+
+def test_deleted_source_is_not_served(project):
+    make(project)
+    (project.root / "mod_b.py").unlink()
+    (project.root / "main.py").write_text("try:\n    import mod_b\nexcept ImportError as e:\n    print('gone', e.name)\n")
+    proc = project.share("main.py")
+    assert proc.stdout == project.plain("main.py").stdout == "gone mod_b\n"
+
+
+def test_new_module_earlier_on_the_path_wins(project):
+    project.write("app/main.py", "import helper\nprint(helper.WHO)\n")
+    project.write("lib/helper.py", "WHO = 'lib'\n")
+    env = {"PYTHONPATH": str(project.root / "lib")}
+    project.trace("app/main.py", **env)
+    project.dump()
+    assert "served" in str(project.info("app/main.py", **env)[0]) and \
+        "helper" in project.info("app/main.py", **env)[0]["served"]
+    # A module with the same name appears in the script's directory, earlier on sys.path.
+    project.write("app/helper.py", "WHO = 'shadow'\n")
+    info, proc = project.info("app/main.py", **env)
+    assert proc.stdout == project.plain("app/main.py", **env).stdout == "shadow\n"
+    assert "helper" not in info["served"]
+    assert "app/helper.py" in info["fallbacks"]["helper"]
+
+
+def test_new_package_directory_in_the_same_directory_wins(project):
+    project.write("main.py", "import thing\nprint(thing.WHAT)\n")
+    project.write("thing.py", "WHAT = 'module'\n")
+    project.build("main.py")
+    time.sleep(0.01)
+    project.write("thing/__init__.py", "WHAT = 'package'\n")
+    info, proc = project.info("main.py")
+    assert proc.stdout == project.plain("main.py").stdout == "package\n"
+    assert "thing" not in info["served"]
+
+
+def test_changed_directory_with_same_resolution_is_still_served(project):
+    make(project)
+    project.write("unrelated.txt", "a new file changes the directory's mtime\n")
+    info, proc = project.info("main.py")
+    assert proc.stdout == "a-original b-original inner\n"
+    assert {"mod_a", "mod_b"} <= set(info["served"])
+
+
+def _corruptions(archive):
+    """(label, how to damage the archive file) pairs."""
+    def size():
+        return archive.stat().st_size
+
+    def objects_middle():
+        head = archive.read_bytes()[:128]
+        off = int.from_bytes(head[104:112], "little")
+        length = int.from_bytes(head[112:120], "little")
+        return off + length // 2
+
+    def write(data):
+        archive.write_bytes(data)
+
+    def flip_at(offset):
+        def go():
+            b = bytearray(archive.read_bytes())
+            b[offset] ^= 0x5A
+            write(bytes(b))
+        return go
+
+    return [
+        ("missing", lambda: archive.unlink()),
+        ("empty", lambda: write(b"")),
+        ("short", lambda: write(archive.read_bytes()[:100])),
+        ("truncated", lambda: write(archive.read_bytes()[: size() // 2])),
+        ("garbage", lambda: write(os.urandom(size()))),
+        ("text file", lambda: write(b"this is not an archive\n" * 100)),
+        ("magic", flip_at(0)),
+        ("header field", flip_at(60)),
+        ("index", flip_at(140)),
+        ("objects", lambda: flip_at(objects_middle())()),
+        ("foreign interpreter", lambda: rewrite_header(archive, lambda b: b.__setitem__(slice(16, 48), b"\x01" * 32))),
+        ("format version", lambda: rewrite_header(archive, lambda b: b.__setitem__(slice(8, 12), (99).to_bytes(4, "little")))),
+        ("directory", lambda: (archive.unlink(), archive.mkdir())),
+        ("fifo", lambda: (archive.unlink(), os.mkfifo(archive))),
+    ]
+
+
+@pytest.mark.parametrize("label", [c[0] for c in _corruptions(None)])
+def test_bad_archive_runs_normally_with_one_clear_line(project, label):
+    make(project)
+    damage = dict(_corruptions(project.archive))[label]
+    damage()
+    expected = project.plain("main.py")
+    quiet = project.share("main.py", timeout=60)
+    assert quiet.returncode == 0 and quiet.stdout == expected.stdout
+    assert quiet.stderr == ""
+    loud = project.share("main.py", PYCDSVERBOSE="1", timeout=60)
+    assert loud.stdout == expected.stdout
+    lines = [ln for ln in loud.stderr.splitlines() if ln]
+    assert lines, "no diagnostic"
+    assert all(ln.startswith("pycds: ") for ln in lines), lines
+    if label in ("objects", "index"):
+        # Opening checks only the header (O(1)); damage to an index entry or to a module's
+        # objects is caught by that entry's or module's checksum when it is first used: that
+        # module falls back and the rest of the archive is served.
+        assert any("checksum mismatch" in ln for ln in lines), lines
+    else:
+        assert len(lines) == 1, lines
+        assert "archive not used" in lines[0]
+    if label == "foreign interpreter":
+        assert "another interpreter" in lines[0]
+    if label == "format version":
+        assert "format version 99" in lines[0]
+
+
+def test_stale_archive_module_never_runs_old_code(project):
+    """Edit a module in place many times: every run prints the current source's value."""
+    make(project)
+    for i in range(5):
+        project.write("mod_a.py", f"A = 'version-{i}' + '{'x' * i}'\n")
+        assert project.share("main.py").stdout.startswith(f"version-{i}")
