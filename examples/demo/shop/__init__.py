@@ -1,0 +1,1 @@
+"""A toy package for the demo."""
