@@ -9,7 +9,7 @@ VENV=${PYCDS_VENV:-.venv}
 "$VENV/bin/python" -m pip install -q --upgrade pip
 echo "== installing pycds (builds the Rust extension; about a minute the first time)"
 "$VENV/bin/python" -m pip install -q .
-P="$VENV/bin/python"
+P="$(cd "$VENV" && pwd)/bin/python"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd examples/demo
