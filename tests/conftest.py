@@ -115,7 +115,7 @@ def rewrite_header(archive: Path, mutate):
     blob_off = int.from_bytes(b[88:96], "little")
     producer_len = int.from_bytes(b[120:124], "little")
     crc = zlib.crc32(bytes(b[:124]))
-    crc = zlib.crc32(bytes(b[ext_off:ext_off + 16 * ext_count]), crc)
+    crc = zlib.crc32(bytes(b[ext_off:ext_off + 24 * ext_count]), crc)
     crc = zlib.crc32(bytes(b[blob_off:blob_off + producer_len]), crc)
     b[124:128] = crc.to_bytes(4, "little")
     archive.write_bytes(bytes(b))

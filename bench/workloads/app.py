@@ -130,6 +130,10 @@ def _bench_report():
             finder = getattr(cds, "CDSFinder", None)
             if finder is not None and finder.shared_module is not None:  # the seed
                 rec["unserved"] = len(finder.shared_module)
+                seed_ext = sys.modules.get("_cds")
+                if seed_ext is not None and hasattr(seed_ext, "_get_obj"):
+                    rec["archived"] = len(seed_ext._get_obj())
+                    rec["served"] = rec["archived"] - rec["unserved"]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(fd, repr(rec).encode())
         os.close(fd)

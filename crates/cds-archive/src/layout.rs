@@ -10,16 +10,13 @@ pub const HEADER_SIZE: usize = 128;
 /// Size of one module index entry.
 pub const ENTRY_SIZE: usize = 64;
 /// Size of one externals-table record.
-pub const EXTERNAL_SIZE: usize = 16;
-/// Size of one relocation record and of one fix-up record.
+pub const EXTERNAL_SIZE: usize = 24;
+/// Size of one fix-up record.
 pub const RECORD_SIZE: usize = 8;
 /// The objects section starts on a page boundary so that it can be mapped and shared page by page.
 pub const PAGE_SIZE: u64 = 4096;
 /// Every module's object bytes start on this alignment (the interpreter's allocator alignment).
 pub const OBJECT_ALIGN: u64 = 16;
-
-/// Marker in [`Reloc`]'s target field for a pointer into the archive itself.
-pub(crate) const INTERNAL_TARGET: u32 = u32::MAX;
 
 // Header field offsets.
 pub(crate) const H_VERSION: usize = 8;
@@ -43,8 +40,8 @@ pub(crate) const E_NAME_OFF: usize = 0;
 pub(crate) const E_NAME_LEN: usize = 4;
 pub(crate) const E_META_OFF: usize = 8;
 pub(crate) const E_META_LEN: usize = 12;
-pub(crate) const E_RELOCS_OFF: usize = 16;
-pub(crate) const E_RELOCS_COUNT: usize = 20;
+pub(crate) const E_BITMAP_OFF: usize = 16;
+pub(crate) const E_BITMAP_LEN: usize = 20;
 pub(crate) const E_FIXUPS_OFF: usize = 24;
 pub(crate) const E_FIXUPS_COUNT: usize = 28;
 pub(crate) const E_OBJECTS_OFF: usize = 32;
@@ -67,8 +64,14 @@ pub struct External {
 pub enum RelocTarget {
     /// Another object of the same module. The slot holds its address for the preferred base.
     Internal,
-    /// An entry of the externals table. The slot holds the address the dumping process had.
+    /// An entry of the externals table. The slot holds the address the dumping process had for
+    /// it, which the externals table records, so a reader can tell which external it is.
     External(u32),
+}
+
+/// Bytes of a module's pointer bitmap: one bit per 8-byte word of its objects.
+pub fn bitmap_len(objects_len: u64) -> u64 {
+    objects_len.div_ceil(64)
 }
 
 /// One pointer-sized slot to fix at load: `slot` is its offset from the module's first byte.

@@ -18,10 +18,10 @@ mod writer;
 
 pub use error::FormatError;
 pub use layout::{
-    External, Fixup, FixupKind, Reloc, RelocTarget, ENTRY_SIZE, EXTERNAL_SIZE, FORMAT_VERSION,
+    bitmap_len, External, Fixup, FixupKind, Reloc, RelocTarget, ENTRY_SIZE, EXTERNAL_SIZE, FORMAT_VERSION,
     HEADER_SIZE, MAGIC, OBJECT_ALIGN, PAGE_SIZE,
 };
 pub use meta::{ModuleMeta, PathState, SearchEntry};
 pub use reader::{Archive, Entry, Header};
-pub use reloc::{relocate, RelocStats};
+pub use reloc::{relocate, ExternalMap, RelocStats};
 pub use writer::{ArchiveBuilder, ModuleInput, WriteStats};

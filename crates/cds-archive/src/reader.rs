@@ -106,7 +106,7 @@ pub struct Entry<'a> {
     pub index: u32,
     pub name: &'a str,
     meta: &'a [u8],
-    relocs: &'a [u8],
+    bitmap: &'a [u8],
     fixups: &'a [u8],
     /// Offset of the module's first object byte from the start of the file.
     pub objects_file_off: u64,
@@ -162,6 +162,11 @@ impl<'a> Archive<'a> {
             .collect()
     }
 
+    /// The address each external had in the dumping process (what archive slots hold).
+    pub fn external_addrs(&self) -> Vec<u64> {
+        self.externals_bytes().chunks_exact(EXTERNAL_SIZE).map(|c| rd_u64(c, 16)).collect()
+    }
+
     /// Reads and checks index entry `i` (bounds of every range it names, and its checksum).
     pub fn entry(&self, i: u32) -> Result<Entry<'a>, FormatError> {
         if i >= self.header.module_count {
@@ -182,11 +187,13 @@ impl<'a> Archive<'a> {
         let name = std::str::from_utf8(name).map_err(|_| FormatError::BadName)?;
         let meta = slice(rd_u32(e, E_META_OFF), rd_u32(e, E_META_LEN) as u64, "module metadata")?;
         let rec = RECORD_SIZE as u64;
-        let relocs =
-            slice(rd_u32(e, E_RELOCS_OFF), rd_u32(e, E_RELOCS_COUNT) as u64 * rec, "relocation list")?;
         let fixups = slice(rd_u32(e, E_FIXUPS_OFF), rd_u32(e, E_FIXUPS_COUNT) as u64 * rec, "fix-up list")?;
         let obj_off = rd_u64(e, E_OBJECTS_OFF);
         let obj_len = rd_u64(e, E_OBJECTS_LEN);
+        if rd_u32(e, E_BITMAP_LEN) as u64 != bitmap_len(obj_len) {
+            return Err(FormatError::OutOfBounds("pointer bitmap"));
+        }
+        let bitmap = slice(rd_u32(e, E_BITMAP_OFF), bitmap_len(obj_len), "pointer bitmap")?;
         let root = rd_u64(e, E_ROOT_OFF);
         let in_section = obj_off
             .checked_add(obj_len)
@@ -198,7 +205,7 @@ impl<'a> Archive<'a> {
             index: i,
             name,
             meta,
-            relocs,
+            bitmap,
             fixups,
             objects_file_off: self.header.objects_off + obj_off,
             objects_len: obj_len,
@@ -245,17 +252,20 @@ impl<'a> Entry<'a> {
         ModuleMeta::decode(self.meta)
     }
 
-    pub fn reloc_count(&self) -> usize {
-        self.relocs.len() / RECORD_SIZE
+    pub(crate) fn bitmap(&self) -> &'a [u8] {
+        self.bitmap
     }
 
-    pub fn relocs(&self) -> impl Iterator<Item = Reloc> + 'a {
-        self.relocs.chunks_exact(RECORD_SIZE).map(|c| {
-            let target = match rd_u32(c, 4) {
-                INTERNAL_TARGET => RelocTarget::Internal,
-                i => RelocTarget::External(i),
-            };
-            Reloc { slot: rd_u32(c, 0), target }
+    /// Number of pointer slots in the module.
+    pub fn reloc_count(&self) -> usize {
+        self.bitmap.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Offsets (from the module's first byte) of its pointer slots, in increasing order. Bits
+    /// past the end of the objects are ignored here and rejected by [`crate::relocate`].
+    pub fn pointer_slots(&self) -> impl Iterator<Item = u64> + 'a {
+        self.bitmap.iter().enumerate().flat_map(|(i, &byte)| {
+            (0..8u64).filter(move |b| byte & (1 << b) != 0).map(move |b| (i as u64 * 8 + b) * 8)
         })
     }
 
@@ -276,14 +286,14 @@ impl<'a> Entry<'a> {
             .collect()
     }
 
-    /// Checks the module's metadata, relocation and fix-up lists and object bytes against the
+    /// Checks the module's metadata, pointer bitmap, fix-up list and object bytes against the
     /// checksum the dumper recorded. `objects` must be the module's bytes as found in the file,
     /// before any relocation.
     pub fn verify(&self, objects: &[u8]) -> Result<(), FormatError> {
         if objects.len() as u64 != self.objects_len {
             return Err(FormatError::OutOfBounds("module objects"));
         }
-        if data_crc(self.meta, self.relocs, self.fixups, objects) != self.data_crc {
+        if data_crc(self.meta, self.bitmap, self.fixups, objects) != self.data_crc {
             return Err(FormatError::DataChecksum { name: self.name.to_owned() });
         }
         Ok(())

@@ -1,7 +1,6 @@
-//! Applying a module's relocation list to its bytes.
+//! Applying a module's pointer bitmap to its bytes.
 
 use crate::error::FormatError;
-use crate::layout::RelocTarget;
 use crate::reader::Entry;
 use crate::writer::{read_slot, write_slot};
 
@@ -13,59 +12,112 @@ pub struct RelocStats {
     pub written: usize,
 }
 
+/// Where each external is: the address the dumping process had (what slots hold) and this
+/// process's address for it. An open-addressing table: relocation looks up one external per
+/// object (its type), so this is on the hot path of every first import.
+#[derive(Debug, Clone, Default)]
+pub struct ExternalMap {
+    table: Vec<(u64, u64)>,
+    shift: u32,
+}
+
+impl ExternalMap {
+    /// `dumped[i]` and `actual[i]` are external `i`'s address in the dumper and here.
+    pub fn new(dumped: &[u64], actual: &[u64]) -> Self {
+        let bits = (dumped.len().max(1) * 4).next_power_of_two().trailing_zeros().max(4);
+        let mut map = ExternalMap { table: vec![(0, 0); 1 << bits], shift: 64 - bits };
+        for (&d, &a) in dumped.iter().zip(actual) {
+            if d == 0 {
+                continue; // never a valid address; keeps 0 free as the empty marker
+            }
+            let mask = map.table.len() - 1;
+            let mut i = map.slot(d);
+            while map.table[i].0 != 0 && map.table[i].0 != d {
+                i = (i + 1) & mask;
+            }
+            map.table[i] = (d, a);
+        }
+        map
+    }
+
+    /// True when some external has another address here than in the dumping process (as with
+    /// a position-independent libpython), so relocation will write.
+    pub fn moves_anything(&self) -> bool {
+        self.table.iter().any(|&(d, a)| d != 0 && d != a)
+    }
+
+    fn slot(&self, addr: u64) -> usize {
+        ((addr >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn get(&self, dumped: u64) -> Option<u64> {
+        if dumped == 0 {
+            return None;
+        }
+        let mask = self.table.len() - 1;
+        let mut i = self.slot(dumped);
+        loop {
+            match self.table[i] {
+                (0, _) => return None,
+                (d, a) if d == dumped => return Some(a),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+}
+
 /// Fixes every pointer slot of one module in place.
 ///
 /// `objects` is the module's bytes (as [`Entry::verify`] checked them); `preferred` is the address
-/// the module was laid out for and `actual` the address it is mapped at; `externals[i]` is this
-/// process's address for external `i`. Every relocation is checked before anything is written, so
-/// an error leaves the bytes untouched.
+/// the module was laid out for and `actual` the address it is mapped at. A slot whose value lies
+/// in `[preferred, preferred + len)` points into the module and moves with it; any other value
+/// must be an external's dumped address, and becomes this process's address for it. Every slot
+/// is checked before anything is written, so an error leaves the bytes untouched.
 pub fn relocate(
     objects: &mut [u8],
     entry: &Entry<'_>,
     preferred: u64,
     actual: u64,
-    externals: &[u64],
+    externals: &ExternalMap,
 ) -> Result<RelocStats, FormatError> {
     let len = objects.len() as u64;
-    for r in entry.relocs() {
-        if r.slot % 8 != 0 || r.slot as u64 + 8 > len {
-            return Err(FormatError::BadRelocation(format!(
-                "slot {} outside module {} of {len} bytes",
-                r.slot, entry.name
-            )));
+    let target = |v: u64| -> Option<u64> {
+        match v.checked_sub(preferred) {
+            Some(o) if o < len => (o % 8 == 0).then(|| actual + o),
+            _ => externals.get(v),
         }
-        match r.target {
-            RelocTarget::Internal => {
-                let v = read_slot(objects, r.slot);
-                let inside = v.checked_sub(preferred).is_some_and(|o| o < len && o % 8 == 0);
-                if !inside {
-                    return Err(FormatError::BadRelocation(format!(
-                        "pointer {v:#x} outside module {}",
-                        entry.name
-                    )));
-                }
-            }
-            RelocTarget::External(i) => {
-                if i as usize >= externals.len() {
-                    return Err(FormatError::BadRelocation(format!(
-                        "unknown external {i} in module {}",
-                        entry.name
-                    )));
-                }
-            }
-        }
-    }
+    };
     let mut stats = RelocStats::default();
-    for r in entry.relocs() {
-        let old = read_slot(objects, r.slot);
-        let new = match r.target {
-            RelocTarget::Internal => old - preferred + actual,
-            RelocTarget::External(i) => externals[i as usize],
-        };
-        stats.relocs += 1;
-        if new != old {
-            write_slot(objects, r.slot, new);
-            stats.written += 1;
+    // Pass 1 checks every slot; pass 2 writes. Nothing is written unless all are valid.
+    for pass in 0..2 {
+        for (word_index, chunk) in entry.bitmap().chunks(8).enumerate() {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            let mut bits = u64::from_le_bytes(buf);
+            while bits != 0 {
+                let slot = (word_index as u64 * 64 + bits.trailing_zeros() as u64) * 8;
+                bits &= bits - 1;
+                if slot + 8 > len {
+                    return Err(FormatError::BadRelocation(format!(
+                        "pointer slot past the end of {}",
+                        entry.name
+                    )));
+                }
+                let old = read_slot(objects, slot);
+                let Some(new) = target(old) else {
+                    return Err(FormatError::BadRelocation(format!(
+                        "pointer {old:#x} of {} is neither inside it nor an external",
+                        entry.name
+                    )));
+                };
+                if pass == 1 {
+                    stats.relocs += 1;
+                    if new != old {
+                        write_slot(objects, slot, new);
+                        stats.written += 1;
+                    }
+                }
+            }
         }
     }
     Ok(stats)

@@ -12,7 +12,8 @@ use crate::meta::ModuleMeta;
 /// One module as the dumper produced it. In `objects`, every slot named by an internal
 /// relocation holds the *module-relative* offset of its target (native byte order); the builder
 /// turns it into an address for the archive's preferred base. Slots named by external
-/// relocations hold whatever address the dumping process had for that external.
+/// relocations hold the address the dumping process had for that external (the address given
+/// to [`ArchiveBuilder::external`]).
 #[derive(Debug, Clone)]
 pub struct ModuleInput {
     pub name: String,
@@ -36,6 +37,7 @@ pub struct ArchiveBuilder {
     producer: String,
     preferred_base: u64,
     externals: Vec<External>,
+    external_addrs: Vec<u64>,
     external_index: HashMap<External, u32>,
     modules: Vec<ModuleInput>,
     names: HashMap<String, usize>,
@@ -51,19 +53,22 @@ impl ArchiveBuilder {
             producer: producer.to_owned(),
             preferred_base,
             externals: Vec::new(),
+            external_addrs: Vec::new(),
             external_index: HashMap::new(),
             modules: Vec::new(),
             names: HashMap::new(),
         }
     }
 
-    /// The index of `ext` in the externals table, adding it on first use.
-    pub fn external(&mut self, ext: External) -> u32 {
+    /// The index of `ext` in the externals table, adding it on first use. `addr` is its
+    /// address in the dumping process: slots pointing at it hold that value.
+    pub fn external(&mut self, ext: External, addr: u64) -> u32 {
         if let Some(&i) = self.external_index.get(&ext) {
             return i;
         }
         let i = self.externals.len() as u32;
         self.externals.push(ext);
+        self.external_addrs.push(addr);
         self.external_index.insert(ext, i);
         i
     }
@@ -90,7 +95,7 @@ impl ArchiveBuilder {
             check_slot(r.slot, len)?;
             match r.target {
                 RelocTarget::Internal => {
-                    let v = read_slot(&m.objects, r.slot);
+                    let v = read_slot(&m.objects, r.slot as u64);
                     if v >= len {
                         return Err(FormatError::BadRelocation(format!(
                             "internal target {v} outside module of {len} bytes"
@@ -98,8 +103,12 @@ impl ArchiveBuilder {
                     }
                 }
                 RelocTarget::External(i) => {
-                    if i as usize >= self.externals.len() {
-                        return Err(FormatError::BadRelocation(format!("unknown external {i}")));
+                    let addr = self.external_addrs.get(i as usize);
+                    if addr != Some(&read_slot(&m.objects, r.slot as u64)) {
+                        return Err(FormatError::BadRelocation(format!(
+                            "slot {} does not hold the address of external {i}",
+                            r.slot
+                        )));
                     }
                 }
             }
@@ -114,13 +123,13 @@ impl ArchiveBuilder {
 
     /// Lays the archive out and returns its bytes.
     pub fn build(mut self) -> Result<(Vec<u8>, WriteStats), FormatError> {
-        // Blob: producer string, then per module name, meta, relocs, fixups.
+        // Blob: producer string, then per module name, meta, pointer bitmap, fixups.
         let mut blob: Vec<u8> = Vec::new();
         blob.extend_from_slice(self.producer.as_bytes());
         struct Placed {
             name: (u32, u32),
             meta: (u32, u32),
-            relocs: (u32, u32),
+            bitmap: (u32, u32),
             fixups: (u32, u32),
             objects: (u64, u64),
         }
@@ -129,16 +138,12 @@ impl ArchiveBuilder {
         for m in &self.modules {
             let name = push(&mut blob, m.name.as_bytes())?;
             let meta = push(&mut blob, &m.meta.encode())?;
-            let mut rel = Vec::with_capacity(m.relocs.len() * RECORD_SIZE);
+            let mut bits = vec![0u8; bitmap_len(m.objects.len() as u64) as usize];
             for r in &m.relocs {
-                rel.extend_from_slice(&r.slot.to_le_bytes());
-                let t = match r.target {
-                    RelocTarget::Internal => INTERNAL_TARGET,
-                    RelocTarget::External(i) => i,
-                };
-                rel.extend_from_slice(&t.to_le_bytes());
+                let word = (r.slot / 8) as usize;
+                bits[word / 8] |= 1 << (word % 8);
             }
-            let relocs = (push(&mut blob, &rel)?.0, m.relocs.len() as u32);
+            let bitmap = push(&mut blob, &bits)?;
             let mut fix = Vec::with_capacity(m.fixups.len() * RECORD_SIZE);
             for f in &m.fixups {
                 fix.extend_from_slice(&f.slot.to_le_bytes());
@@ -147,7 +152,7 @@ impl ArchiveBuilder {
             let fixups = (push(&mut blob, &fix)?.0, m.fixups.len() as u32);
             let off = align_up(objects_len, OBJECT_ALIGN);
             objects_len = off + m.objects.len() as u64;
-            placed.push(Placed { name, meta, relocs, fixups, objects: (off, m.objects.len() as u64) });
+            placed.push(Placed { name, meta, bitmap, fixups, objects: (off, m.objects.len() as u64) });
         }
 
         let n = self.modules.len();
@@ -156,6 +161,16 @@ impl ArchiveBuilder {
         let blob_off = externals_off + (self.externals.len() * EXTERNAL_SIZE) as u64;
         let objects_off = align_up(blob_off + blob.len() as u64, PAGE_SIZE);
         let file_size = align_up(objects_off + objects_len, PAGE_SIZE);
+        // A reader tells internal pointers from external ones by their value: no external may
+        // lie where the archive is laid out, and no two externals may share an address.
+        let mut addrs = self.external_addrs.clone();
+        addrs.sort_unstable();
+        let inside = |a: u64| a >= self.preferred_base && a < self.preferred_base + file_size;
+        if addrs.windows(2).any(|w| w[0] == w[1]) || addrs.iter().any(|&a| inside(a)) {
+            return Err(FormatError::BadRelocation(
+                "an external's address is ambiguous (inside the archive or shared)".into(),
+            ));
+        }
         let mut out = vec![0u8; file_size as usize];
 
         // Objects, with internal pointers rebased to the preferred address.
@@ -163,8 +178,8 @@ impl ArchiveBuilder {
             let module_addr = self.preferred_base + objects_off + p.objects.0;
             for r in &m.relocs {
                 if r.target == RelocTarget::Internal {
-                    let v = read_slot(&m.objects, r.slot);
-                    write_slot(&mut m.objects, r.slot, v + module_addr);
+                    let v = read_slot(&m.objects, r.slot as u64);
+                    write_slot(&mut m.objects, r.slot as u64, v + module_addr);
                 }
             }
             let at = (objects_off + p.objects.0) as usize;
@@ -183,8 +198,8 @@ impl ArchiveBuilder {
             wr_u32(e, E_NAME_LEN, p.name.1);
             wr_u32(e, E_META_OFF, p.meta.0);
             wr_u32(e, E_META_LEN, p.meta.1);
-            wr_u32(e, E_RELOCS_OFF, p.relocs.0);
-            wr_u32(e, E_RELOCS_COUNT, p.relocs.1);
+            wr_u32(e, E_BITMAP_OFF, p.bitmap.0);
+            wr_u32(e, E_BITMAP_LEN, p.bitmap.1);
             wr_u32(e, E_FIXUPS_OFF, p.fixups.0);
             wr_u32(e, E_FIXUPS_COUNT, p.fixups.1);
             wr_u64(e, E_OBJECTS_OFF, p.objects.0);
@@ -192,7 +207,7 @@ impl ArchiveBuilder {
             wr_u64(e, E_ROOT_OFF, m.root);
             let data_crc = data_crc(
                 &blob[p.meta.0 as usize..(p.meta.0 + p.meta.1) as usize],
-                &blob[p.relocs.0 as usize..p.relocs.0 as usize + p.relocs.1 as usize * RECORD_SIZE],
+                &blob[p.bitmap.0 as usize..(p.bitmap.0 + p.bitmap.1) as usize],
                 &blob[p.fixups.0 as usize..p.fixups.0 as usize + p.fixups.1 as usize * RECORD_SIZE],
                 &m.objects,
             );
@@ -205,6 +220,7 @@ impl ArchiveBuilder {
             let at = externals_off as usize + i * EXTERNAL_SIZE;
             wr_u32(&mut out, at, x.kind);
             wr_u64(&mut out, at + 8, x.arg as u64);
+            wr_u64(&mut out, at + 16, self.external_addrs[i]);
         }
         out[blob_off as usize..blob_off as usize + blob.len()].copy_from_slice(&blob);
 
@@ -298,12 +314,12 @@ fn push(blob: &mut Vec<u8>, bytes: &[u8]) -> Result<(u32, u32), FormatError> {
     Ok((off as u32, bytes.len() as u32))
 }
 
-pub(crate) fn read_slot(objects: &[u8], slot: u32) -> u64 {
+pub(crate) fn read_slot(objects: &[u8], slot: u64) -> u64 {
     let s = slot as usize;
     u64::from_ne_bytes(objects[s..s + 8].try_into().expect("8 bytes"))
 }
 
-pub(crate) fn write_slot(objects: &mut [u8], slot: u32, v: u64) {
+pub(crate) fn write_slot(objects: &mut [u8], slot: u64, v: u64) {
     let s = slot as usize;
     objects[s..s + 8].copy_from_slice(&v.to_ne_bytes());
 }
@@ -323,10 +339,10 @@ pub(crate) fn entry_crc(e: &[u8], name: &[u8]) -> u32 {
     c.finalize()
 }
 
-pub(crate) fn data_crc(meta: &[u8], relocs: &[u8], fixups: &[u8], objects: &[u8]) -> u32 {
+pub(crate) fn data_crc(meta: &[u8], bitmap: &[u8], fixups: &[u8], objects: &[u8]) -> u32 {
     let mut c = crc32fast::Hasher::new();
     c.update(meta);
-    c.update(relocs);
+    c.update(bitmap);
     c.update(fixups);
     c.update(objects);
     c.finalize()

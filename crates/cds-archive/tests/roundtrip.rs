@@ -15,7 +15,7 @@ fn meta(origin: &str) -> ModuleMeta {
 /// A module of three 16-byte "objects": object 0 points at object 1 (internal) and at external
 /// 0; object 1 points at object 2; object 2 holds a fix-up slot.
 fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
-    let ext = b.external(External { kind: 1, arg: -3 });
+    let ext = b.external(External { kind: 1, arg: -3 }, 0xdead_beef);
     let mut objects = vec![0u8; 48];
     objects[0..8].copy_from_slice(&16u64.to_ne_bytes());
     objects[8..16].copy_from_slice(&0xdead_beefu64.to_ne_bytes());
@@ -70,7 +70,7 @@ fn round_trip_and_lookup() {
 
 #[test]
 fn relocation_at_preferred_base_writes_only_externals_that_differ() {
-    let mut bytes = sample();
+    let bytes = sample();
     let (meta_part, _) = bytes.split_at(Archive::parse(&bytes, bytes.len() as u64).unwrap().header.objects_off as usize);
     let a = Archive::parse(meta_part, bytes.len() as u64).unwrap();
     let e = a.lookup("mid").unwrap().unwrap();
@@ -78,19 +78,22 @@ fn relocation_at_preferred_base_writes_only_externals_that_differ() {
     let module_addr = BASE + e.objects_file_off;
     let mut objects = bytes[start..start + len].to_vec();
     // Same external address as the dumper had: nothing is written.
-    let st = relocate(&mut objects, &e, module_addr, module_addr, &[0xdead_beef]).unwrap();
+    let same = ExternalMap::new(&a.external_addrs(), &[0xdead_beef]);
+    let st = relocate(&mut objects, &e, module_addr, module_addr, &same).unwrap();
     assert_eq!(st, RelocStats { relocs: 3, written: 0 });
     // Another external address: only that slot changes.
-    let st = relocate(&mut objects, &e, module_addr, module_addr, &[0x1234]).unwrap();
+    let other = ExternalMap::new(&a.external_addrs(), &[0x1234]);
+    let st = relocate(&mut objects, &e, module_addr, module_addr, &other).unwrap();
     assert_eq!(st.written, 1);
     assert_eq!(u64::from_ne_bytes(objects[8..16].try_into().unwrap()), 0x1234);
-    // Mapped elsewhere: internal pointers move by the difference.
+    // Mapped elsewhere: internal pointers move by the difference (the external slot, already
+    // holding this process's address, is no longer a dumped address: relocate from a clean copy).
+    let mut objects = bytes[start..start + len].to_vec();
     let moved = module_addr + 0x10_0000;
-    let st = relocate(&mut objects, &e, module_addr, moved, &[0x1234]).unwrap();
-    assert_eq!(st.written, 2);
+    let st = relocate(&mut objects, &e, module_addr, moved, &other).unwrap();
+    assert_eq!(st.written, 3);
     assert_eq!(u64::from_ne_bytes(objects[0..8].try_into().unwrap()), moved + 16);
     assert_eq!(u64::from_ne_bytes(objects[16..24].try_into().unwrap()), moved + 32);
-    bytes.clear();
 }
 
 #[test]
@@ -160,7 +163,14 @@ fn damaged(b: &[u8]) -> bool {
     }
     for e in entries {
         let s = e.objects_file_off as usize;
-        if e.verify(&b[s..s + e.objects_len as usize]).is_err() || e.fixups().is_err() || e.meta().is_err() {
+        let mut objects = b[s..s + e.objects_len as usize].to_vec();
+        let base = a.header.preferred_base + e.objects_file_off;
+        let map = ExternalMap::new(&a.external_addrs(), &[1]);
+        if e.verify(&objects).is_err()
+            || e.fixups().is_err()
+            || e.meta().is_err()
+            || relocate(&mut objects, &e, base, base, &map).is_err()
+        {
             return true;
         }
     }
@@ -179,6 +189,9 @@ fn bad_relocations_are_refused_before_writing() {
     let mut m = module("m", &mut b);
     m.relocs.push(Reloc { slot: 24, target: RelocTarget::External(9) });
     assert!(b.add_module(m).is_err(), "unknown external accepted");
+    let mut m = module("m", &mut b);
+    m.relocs.push(Reloc { slot: 24, target: RelocTarget::External(0) });
+    assert!(b.add_module(m).is_err(), "external slot without the external's address accepted");
 }
 
 #[test]

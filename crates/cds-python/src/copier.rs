@@ -109,9 +109,10 @@ impl Copier<'_> {
     /// Writes an archived object header: the archived reference count and the type pointer.
     fn header(&mut self, off: usize, kind: Kind) -> Result<(), String> {
         self.put_i64(off + layout::OB_REFCNT, layout::ARCHIVED_REFCNT as i64);
-        let index = self.builder.external(externals::type_external(kind));
+        let tp = externals::type_object(kind) as u64;
+        let index = self.builder.external(externals::type_external(kind), tp);
         let slot = off + layout::OB_TYPE;
-        self.put_u64(slot, externals::type_object(kind) as u64);
+        self.put_u64(slot, tp);
         let slot32 = u32::try_from(slot).map_err(|_| "module larger than 4 GiB".to_string())?;
         self.relocs.push(Reloc { slot: slot32, target: RelocTarget::External(index) });
         Ok(())
@@ -134,7 +135,7 @@ impl Copier<'_> {
     /// SAFETY (caller): GIL held, `obj` alive until the copy is finished.
     unsafe fn target(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
         if let Some(ext) = externals::classify(obj) {
-            let index = self.builder.external(ext);
+            let index = self.builder.external(ext, obj as u64);
             return Ok(Target::External { index, addr: obj as u64 });
         }
         if let Some(&t) = self.memo.get(&(obj as usize)) {

@@ -4,11 +4,12 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Mutex, OnceLock};
 
-use cds_archive::{relocate, Archive, Entry, FixupKind, Header, ModuleMeta, HEADER_SIZE};
+use cds_archive::{relocate, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
 use pyo3::ffi;
 
 use crate::externals::{self, Kind};
 use crate::fingerprint;
+use crate::layout;
 use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
 
@@ -24,7 +25,7 @@ pub struct LoadedArchive {
     view: Archive<'static>,
     map: Mapping,
     modules: Mutex<Vec<ModState>>,
-    resolved: OnceLock<Result<Vec<u64>, String>>,
+    resolved: OnceLock<Result<ExternalMap, String>>,
     pub path: String,
     pub producer: String,
 }
@@ -172,9 +173,11 @@ impl LoadedArchive {
         }
     }
 
-    fn externals(&self) -> Result<&[u64], String> {
+    /// The externals, resolved to this process's addresses on first use.
+    fn externals(&self) -> Result<&ExternalMap, String> {
         let r = self.resolved.get_or_init(|| {
-            self.view
+            let actual = self
+                .view
                 .externals()
                 .into_iter()
                 .map(|x| {
@@ -182,9 +185,10 @@ impl LoadedArchive {
                         .map(|p| p as u64)
                         .ok_or_else(|| format!("unknown external {} / {}", x.kind, x.arg))
                 })
-                .collect()
+                .collect::<Result<Vec<u64>, String>>()?;
+            Ok(ExternalMap::new(&self.view.external_addrs(), &actual))
         });
-        r.as_deref().map_err(|e| e.clone())
+        r.as_ref().map_err(|e| e.clone())
     }
 
     /// Checks, relocates and fixes up one module (called once per module).
@@ -196,8 +200,13 @@ impl LoadedArchive {
         // (checked by `Archive::entry`), and this module's objects have never been handed to the
         // interpreter (state is Fresh), so nothing else references these bytes.
         let objects = unsafe { self.map.range_mut(start, len) };
-        entry.verify(objects).map_err(|e| e.to_string())?;
         let externals = self.externals()?;
+        if externals.moves_anything() || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS {
+            // Every object's header will be written (type pointers that differ in this process,
+            // or reference counts on interpreters without immortal objects).
+            self.map.populate_for_write(start, len);
+        }
+        entry.verify(objects).map_err(|e| e.to_string())?;
         let preferred = self.view.header.preferred_base + entry.objects_file_off;
         let actual = self.map.addr() + entry.objects_file_off;
         let st = relocate(objects, &entry, preferred, actual, externals).map_err(|e| e.to_string())?;

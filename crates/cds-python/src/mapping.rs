@@ -81,6 +81,28 @@ impl Mapping {
     }
 }
 
+/// `MADV_POPULATE_WRITE` (Linux 5.14): fault a range in, writable, in one call.
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+
+impl Mapping {
+    /// Faults `[start, start + len)` in as private writable pages in one system call instead of
+    /// two page faults per page (read, then copy-on-write). Used only for ranges that are about
+    /// to be written anyway. Failure (an older kernel) is harmless: the pages fault in lazily.
+    pub fn populate_for_write(&self, start: usize, len: usize) {
+        let page = 4096;
+        let first = start / page * page;
+        let end = (start + len).min(self.len);
+        if end <= first {
+            return;
+        }
+        // SAFETY: the range lies inside our own mapping; MADV_POPULATE_WRITE only pre-faults
+        // pages (copy-on-write for this private mapping) and changes no contents.
+        unsafe {
+            libc::madvise(self.ptr.add(first) as *mut libc::c_void, end - first, MADV_POPULATE_WRITE);
+        }
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         if !self.pinned.load(std::sync::atomic::Ordering::SeqCst) {
