@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import rewrite_header
+from conftest import rewrite_header, run
 
 APP = {
     "main.py": "import mod_a, mod_b, pkg.inner\nprint(mod_a.A, mod_b.B, pkg.inner.I)\n",
@@ -160,3 +160,30 @@ def test_stale_archive_module_never_runs_old_code(project):
     for i in range(5):
         project.write("mod_a.py", f"A = 'version-{i}' + '{'x' * i}'\n")
         assert project.share("main.py").stdout.startswith(f"version-{i}")
+
+
+@pytest.mark.parametrize("change", ["group-writable", "world-writable", "other owner"])
+def test_untrusted_archive_is_refused(project, change):
+    make(project)
+    if change == "group-writable":
+        project.archive.chmod(0o664)
+    elif change == "world-writable":
+        project.archive.chmod(0o646)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("changing a file's owner needs root")
+        os.chown(project.archive, 65534, 65534)
+    proc = project.share("main.py", PYCDSVERBOSE="1")
+    assert proc.stdout == "a-original b-original inner\n"
+    assert proc.stderr.count("\n") == 1 and "refusing to run code from it" in proc.stderr
+
+
+def test_dumped_archive_is_owner_writable_only_even_with_a_loose_umask(project):
+    for path, text in APP.items():
+        project.write(path, text)
+    project.trace("main.py")
+    run(["-c", "import os, sys, runpy; os.umask(0o002); sys.argv = ['cds.dump', 'mod.lst', 'mod.img']; "
+               "runpy.run_module('cds.dump', run_name='__main__')"], cwd=project.root)
+    assert project.archive.stat().st_mode & 0o022 == 0
+    info, _ = project.info("main.py")
+    assert "mod_a" in info["served"]

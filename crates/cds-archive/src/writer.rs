@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::FormatError;
@@ -282,6 +283,7 @@ impl ArchiveBuilder {
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o644)
                 .open(&tmp)
                 .map_err(|e| io(e, "create", &tmp))?;
             f.write_all(&bytes).map_err(|e| io(e, "write", &tmp))?;

@@ -60,6 +60,7 @@ impl LoadedArchive {
         if !st.is_file() {
             return Err(format!("{path} is not a regular file"));
         }
+        trusted(path, &st)?;
         let len = st.len();
         if len == 0 {
             return Err(format!("{path} is empty"));
@@ -256,6 +257,27 @@ impl LoadedArchive {
         }
         Ok((root as *mut ffi::PyObject, FixStats { relocs: st.relocs, written: st.written }))
     }
+}
+
+/// An archive holds code that will run: like ssh with its keys, refuse one that someone other
+/// than this user (or root) could have written.
+fn trusted(path: &str, st: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if st.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{path} is writable by group or others (mode {:o}); refusing to run code from it",
+            st.mode() & 0o7777
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if st.uid() != me && st.uid() != 0 {
+        return Err(format!(
+            "{path} is owned by uid {}, not by this user ({me}) or root; refusing to run code from it",
+            st.uid()
+        ));
+    }
+    Ok(())
 }
 
 /// Why the archived module no longer matches its source, if it does not.
