@@ -118,6 +118,14 @@ def _bench_report():
     if path:
         rec = {"main": _t_main, "imp0": _t_imp0, "imp1": _t_imp1, "work1": _t_work1,
                "atexit": t_atexit}
+        # Peak RSS of this process image. (ru_maxrss seen by the parent is no good for small
+        # processes: on Linux it also counts the spawning parent's memory, shared until exec.)
+        fd = os.open("/proc/self/status", os.O_RDONLY)
+        status = os.read(fd, 16384)
+        os.close(fd)
+        for line in status.split(b"\n"):
+            if line.startswith(b"VmHWM:"):
+                rec["hwm_kb"] = int(line.split()[1])
         if os.environ.get("BENCH_INFO"):
             cds = sys.modules.get("cds")
             info = getattr(cds, "info", None)

@@ -128,13 +128,38 @@ def _fallback(name, reason):
 
 class ArchiveFinder:
     """A meta path finder, placed just before ``PathFinder``, that answers for the modules in the
-    archive while they are still what the file system holds."""
+    archive while they are still what the file system holds. The archive is mapped on the first
+    import that reaches this finder, so a process that imports nothing pays nothing."""
 
-    def __init__(self, archive):
+    def __init__(self, path):
+        self._path = path
+        self._archive = None
+        self._opening = False
+
+    def _open(self):
+        if self._opening:  # importing the extension comes back here: let it import normally
+            return None
+        self._opening = True
+        try:
+            from cds import _cds
+
+            archive = _cds.Archive(self._path)
+        except Exception as exc:
+            _state["error"] = str(exc)
+            _say(1, f"archive not used, running normally: {exc}")
+            # Stay in sys.meta_path (the import system may be iterating over it right now) but
+            # answer nothing from now on.
+            self._opening = True
+            return None
+        self._opening = False
         self._archive = archive
+        _say(2, f"serving from {self._path} ({archive.stats()['modules']} modules)")
+        return archive
 
     def find_spec(self, fullname, path=None, target=None):
-        archive = self._archive
+        archive = self._archive or self._open()
+        if archive is None:
+            return None
         try:
             index = archive.lookup(fullname)
             if index is None:
@@ -172,16 +197,7 @@ def _start_share(path):
         _state["error"] = "PYCDSMODE=SHARE needs PYCDSARCHIVE; running without an archive"
         _say(1, _state["error"])
         return
-    try:
-        from cds import _cds
-
-        archive = _cds.Archive(path)
-    except Exception as exc:
-        _state["error"] = str(exc)
-        _say(1, f"archive not used, running normally: {exc}")
-        return
-    _insert_before_path_finder(ArchiveFinder(archive))
-    _say(2, f"serving from {path} ({archive.stats()['modules']} modules)")
+    _insert_before_path_finder(ArchiveFinder(path))
     if _verbose >= 1:
         import atexit
 
@@ -189,6 +205,8 @@ def _start_share(path):
 
 
 def _share_summary():
+    if _state["error"] is not None:
+        return
     _say(
         1,
         f"served {len(_state['served'])} modules from {_state['archive']}, "
