@@ -187,3 +187,44 @@ def test_dumped_archive_is_owner_writable_only_even_with_a_loose_umask(project):
     assert project.archive.stat().st_mode & 0o022 == 0
     info, _ = project.info("main.py")
     assert "mod_a" in info["served"]
+
+
+def test_parent_path_extended_at_run_time_is_respected(project):
+    """A package that puts an overlay directory first on its __path__: a submodule that
+    appears in the overlay after the dump wins, as it would without pycds."""
+    project.write("pkg/__init__.py",
+                  "import os\n__path__.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, 'overlay'))\n")
+    project.write("pkg/sub.py", "WHERE = 'pkg'\n")
+    project.write("main.py", "import pkg.sub\nprint(pkg.sub.WHERE)\n")
+    (project.root / "overlay").mkdir()
+    project.build("main.py")
+    info, proc = project.info("main.py")
+    assert proc.stdout == "pkg\n" and "pkg.sub" in info["served"]
+    project.write("overlay/sub.py", "WHERE = 'overlay'\n")
+    info, proc = project.info("main.py")
+    assert proc.stdout == project.plain("main.py").stdout == "overlay\n"
+    assert "pkg.sub" not in info["served"] and "overlay" in info["fallbacks"]["pkg.sub"]
+
+
+def test_archive_replaced_while_a_process_runs(project):
+    """The dumper renames a new archive into place: a running process keeps its mapping and
+    finishes with the code it started with; a new process uses the new archive."""
+    make(project)
+    project.write("slow.py", "import sys, time, mod_a\nsys.stdout.write('started\\n'); sys.stdout.flush()\n"
+                             "sys.stdin.readline()\nimport mod_b, pkg.inner\nprint(mod_a.A, mod_b.B, pkg.inner.I)\n")
+    import subprocess
+    from conftest import PYTHON
+    project.list.write_text("")
+    subprocess.run([PYTHON, "slow.py"], cwd=project.root, env=project.env("TRACE"), input="\n",
+                   capture_output=True, text=True, check=True)
+    project.dump()
+    proc = subprocess.Popen([PYTHON, "slow.py"], cwd=project.root, env=project.env("SHARE"),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"
+    project.write("mod_b.py", "B = 'b-new-version'\n")
+    project.dump()  # replaces the archive the running process has mapped
+    out, _ = proc.communicate("\n", timeout=60)
+    assert proc.returncode == 0
+    assert out == "a-original b-new-version inner\n"
+    info, fresh = project.info("main.py")
+    assert fresh.stdout == "a-original b-new-version inner\n" and "mod_b" in info["served"]
