@@ -269,21 +269,18 @@ impl<'a> Entry<'a> {
         })
     }
 
-    /// The fix-ups, each checked to name an aligned slot inside the module.
-    pub fn fixups(&self) -> Result<Vec<Fixup>, FormatError> {
-        let len = self.objects_len;
-        self.fixups
-            .chunks_exact(RECORD_SIZE)
-            .map(|c| {
-                let slot = rd_u32(c, 0);
-                let kind = FixupKind::from_code(rd_u32(c, 4))
-                    .ok_or_else(|| FormatError::BadRelocation(format!("unknown fix-up kind in {}", self.name)))?;
-                if slot % 8 != 0 || slot as u64 + 8 > len {
-                    return Err(FormatError::BadRelocation(format!("fix-up slot {slot} outside {}", self.name)));
-                }
-                Ok(Fixup { slot, kind })
-            })
-            .collect()
+    /// The fix-ups in order, each checked to name an aligned slot inside the module.
+    pub fn fixups(&self) -> impl Iterator<Item = Result<Fixup, FormatError>> + 'a {
+        let (len, name) = (self.objects_len, self.name);
+        self.fixups.chunks_exact(RECORD_SIZE).map(move |c| {
+            let slot = rd_u32(c, 0);
+            let kind = FixupKind::from_code(rd_u32(c, 4))
+                .ok_or_else(|| FormatError::BadRelocation(format!("unknown fix-up kind in {name}")))?;
+            if slot % 8 != 0 || slot as u64 + 8 > len {
+                return Err(FormatError::BadRelocation(format!("fix-up slot {slot} outside {name}")));
+            }
+            Ok(Fixup { slot, kind })
+        })
     }
 
     /// Checks the module's metadata, pointer bitmap, fix-up list and object bytes against the

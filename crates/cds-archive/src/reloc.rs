@@ -66,13 +66,14 @@ impl ExternalMap {
     }
 }
 
-/// Fixes every pointer slot of one module in place.
+/// Fixes every pointer slot of one module in place, in one pass.
 ///
 /// `objects` is the module's bytes (as [`Entry::verify`] checked them); `preferred` is the address
 /// the module was laid out for and `actual` the address it is mapped at. A slot whose value lies
 /// in `[preferred, preferred + len)` points into the module and moves with it; any other value
-/// must be an external's dumped address, and becomes this process's address for it. Every slot
-/// is checked before anything is written, so an error leaves the bytes untouched.
+/// must be an external's dumped address, and becomes this process's address for it. On error
+/// the module's bytes are left partly relocated: the caller must never use them (the loader
+/// marks the module failed and imports it normally).
 pub fn relocate(
     objects: &mut [u8],
     entry: &Entry<'_>,
@@ -81,42 +82,36 @@ pub fn relocate(
     externals: &ExternalMap,
 ) -> Result<RelocStats, FormatError> {
     let len = objects.len() as u64;
-    let target = |v: u64| -> Option<u64> {
-        match v.checked_sub(preferred) {
-            Some(o) if o < len => (o % 8 == 0).then(|| actual + o),
-            _ => externals.get(v),
-        }
-    };
     let mut stats = RelocStats::default();
-    // Pass 1 checks every slot; pass 2 writes. Nothing is written unless all are valid.
-    for pass in 0..2 {
-        for (word_index, chunk) in entry.bitmap().chunks(8).enumerate() {
-            let mut buf = [0u8; 8];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            let mut bits = u64::from_le_bytes(buf);
-            while bits != 0 {
-                let slot = (word_index as u64 * 64 + bits.trailing_zeros() as u64) * 8;
-                bits &= bits - 1;
-                if slot + 8 > len {
-                    return Err(FormatError::BadRelocation(format!(
-                        "pointer slot past the end of {}",
-                        entry.name
-                    )));
-                }
-                let old = read_slot(objects, slot);
-                let Some(new) = target(old) else {
-                    return Err(FormatError::BadRelocation(format!(
-                        "pointer {old:#x} of {} is neither inside it nor an external",
-                        entry.name
-                    )));
-                };
-                if pass == 1 {
-                    stats.relocs += 1;
-                    if new != old {
-                        write_slot(objects, slot, new);
-                        stats.written += 1;
-                    }
-                }
+    for (word_index, chunk) in entry.bitmap().chunks(8).enumerate() {
+        let mut buf = [0u8; 8];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        let mut bits = u64::from_le_bytes(buf);
+        while bits != 0 {
+            let slot = (word_index as u64 * 64 + bits.trailing_zeros() as u64) * 8;
+            bits &= bits - 1;
+            if slot + 8 > len {
+                return Err(FormatError::BadRelocation(format!(
+                    "pointer slot past the end of {}",
+                    entry.name
+                )));
+            }
+            let old = read_slot(objects, slot);
+            let offset = old.wrapping_sub(preferred);
+            let new = if offset < len && offset % 8 == 0 {
+                actual + offset
+            } else if let Some(addr) = externals.get(old) {
+                addr
+            } else {
+                return Err(FormatError::BadRelocation(format!(
+                    "pointer {old:#x} of {} is neither inside it nor an external",
+                    entry.name
+                )));
+            };
+            stats.relocs += 1;
+            if new != old {
+                write_slot(objects, slot, new);
+                stats.written += 1;
             }
         }
     }

@@ -167,7 +167,7 @@ fn damaged(b: &[u8]) -> bool {
         let base = a.header.preferred_base + e.objects_file_off;
         let map = ExternalMap::new(&a.external_addrs(), &[1]);
         if e.verify(&objects).is_err()
-            || e.fixups().is_err()
+            || e.fixups().any(|f| f.is_err())
             || e.meta().is_err()
             || relocate(&mut objects, &e, base, base, &map).is_err()
         {

@@ -211,10 +211,10 @@ impl LoadedArchive {
         let preferred = self.view.header.preferred_base + entry.objects_file_off;
         let actual = self.map.addr() + entry.objects_file_off;
         let st = relocate(objects, &entry, preferred, actual, externals).map_err(|e| e.to_string())?;
-        let fixups = entry.fixups().map_err(|e| e.to_string())?;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
-        for f in fixups {
+        for f in entry.fixups() {
+            let f = f.map_err(|e| e.to_string())?;
             // SAFETY: `f.slot` is an aligned slot inside the module (checked by `fixups()`), and
             // after relocation it holds a pointer that we check lies inside this module before
             // reading the object's type. The types were patched by `relocate` above.
