@@ -66,6 +66,9 @@ def activate():
     if _active:
         return
     _active = True
+    if sys.flags.ignore_environment:
+        # -E and -I ask for an interpreter that the environment does not steer: PYCDS* too.
+        return
     _verbose = _verbosity()
     mode = os.environ.get("PYCDSMODE", "").strip().upper()
     if not mode:
@@ -217,19 +220,43 @@ def _share_summary():
 # ---------------------------------------------------------------------------------------------
 # TRACE: record the modules the program imports.
 
-_traced = []
-
 
 class TraceFinder:
-    """Records each name the import system looks for, with the search locations it will use,
-    and lets the normal finders do the work."""
+    """Placed just before ``PathFinder``, it asks ``PathFinder`` itself (what the import system
+    would do next anyway), records each source module found, with the search locations used, and
+    returns the same spec. Each record is appended to the list at once, in one ``write`` to an
+    ``O_APPEND`` descriptor, so concurrent tracers never interleave lines and a process that
+    ends abruptly (``os._exit``, a signal) loses nothing it imported."""
+
+    def __init__(self, list_path):
+        self._list = list_path
+        self._fd = None
+        self._recorded = set()
+        self._count = 0
 
     def find_spec(self, fullname, path=None, target=None):
-        try:
-            _traced.append((fullname, list(sys.path if path is None else path)))
-        except Exception:
-            pass
-        return None
+        spec = PathFinder.find_spec(fullname, path, target)
+        if spec is not None and fullname not in self._recorded:
+            try:
+                self._record(fullname, path, spec)
+            except Exception as exc:
+                _say(1, f"not traced: {fullname}: {exc}")
+        return spec
+
+    def _record(self, fullname, path, spec):
+        if type(spec.loader) is not SourceFileLoader or not spec.origin:
+            return
+        search = [p for p in (sys.path if path is None else path) if isinstance(p, str)]
+        st = os.stat(spec.origin)
+        line = trace_line(fullname, spec.origin, spec.submodule_search_locations is not None,
+                          search, st.st_mtime_ns, st.st_size)
+        if self._fd is None:
+            self._fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        data = line.encode("utf-8", "surrogateescape")
+        if os.write(self._fd, data) != len(data):
+            raise OSError(f"short write to {self._list}")
+        self._recorded.add(fullname)
+        self._count += 1
 
     def invalidate_caches(self):
         pass
@@ -241,10 +268,12 @@ def _start_trace(list_path):
         _state["error"] = "PYCDSMODE=TRACE needs PYCDSLIST; not tracing"
         _say(1, _state["error"])
         return
-    sys.meta_path.insert(0, TraceFinder())
-    import atexit
+    finder = TraceFinder(os.path.abspath(list_path))
+    _insert_before_path_finder(finder)
+    if _verbose >= 1:
+        import atexit
 
-    atexit.register(_write_trace, os.path.abspath(list_path))
+        atexit.register(lambda: _say(1, f"traced {finder._count} modules into {finder._list}"))
 
 
 _ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
@@ -266,45 +295,6 @@ def trace_line(name, origin, is_package, search, mtime_ns, size):
         f'"mtime_ns": {int(mtime_ns)}, "size": {int(size)}'
         "}\n"
     )
-
-
-def _write_trace(list_path):
-    lines = []
-    seen = set()
-    main = sys.modules.get("__main__")
-    main_name = getattr(getattr(main, "__spec__", None), "name", None)
-    for name, search in _traced:
-        if name in seen:
-            continue
-        # A module run with `python -m` (or runpy) lives in sys.modules as __main__.
-        module = sys.modules.get(name) or (main if name == main_name else None)
-        spec = getattr(module, "__spec__", None)
-        if spec is None or type(spec.loader) is not SourceFileLoader or not spec.origin:
-            continue
-        try:
-            st = os.stat(spec.origin)
-        except OSError:
-            continue
-        seen.add(name)
-        search = [p for p in search if isinstance(p, str)]
-        lines.append(
-            trace_line(name, spec.origin, spec.submodule_search_locations is not None, search,
-                       st.st_mtime_ns, st.st_size)
-        )
-    data = "".join(lines).encode("utf-8", "surrogateescape")
-    try:
-        # One write to an O_APPEND descriptor: concurrent tracers never interleave lines.
-        fd = os.open(list_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        _say(1, f"cannot write the module list {list_path}: {exc}")
-        return
-    _say(1, f"traced {len(lines)} modules into {list_path}")
 
 
 # ---------------------------------------------------------------------------------------------
