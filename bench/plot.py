@@ -184,10 +184,10 @@ def plot_memory(res, outdir):
     fails = {x: [] for x in SIDES}
     for g in groups:
         for x in SIDES:
-            v = q(st, f"{g}/{x}", "maxrss_kb")
+            v = q(st, f"{g}/{x}", "hwm_kb")
             vals[x].append(v[1] / 1024 if v else None)
             fails[x].append(failed(st, f"{g}/{x}"))
-    bars(axes[0], groups, SIDES, vals, None, fails, "MiB (median ru_maxrss)")
+    bars(axes[0], groups, SIDES, vals, None, fails, "MiB (median VmHWM)")
     axes[0].set_yscale("log")
     axes[0].set_title("peak RSS per process")
     pss = res.get("pss") or {}

@@ -264,7 +264,7 @@ class Venvs:
         py = self.python[name]
         r = subprocess.run([str(py), "-m", "pip", "freeze", "--all"], env=self._pip_env(),
                            capture_output=True, text=True)
-        return r.stdout.split()
+        return [line.strip() for line in r.stdout.splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +306,8 @@ def make_workloads(work, scale_ns):
             subprocess.run([sys.executable, str(gen), str(outdir), str(n)], check=True,
                            env=child_env(), stdout=subprocess.DEVNULL)
             stamp.write_text(want)
-        wls.append(Workload(f"scale-{n}", outdir / "entry.py", outdir, f"scale, N={n} modules", n=n))
+        wls.append(Workload(f"scale-{n}", outdir / "entry.py", outdir, f"scale, N={n} modules", n=n,
+                            trace_rounds=n <= 1000))
     return wls
 
 
@@ -415,20 +416,23 @@ class Bench:
             return
         names = list_names(side, lst)
         prep["listed"] = len(names)
-        # dump
-        if side == "seed":
-            # The seed's documented form; its dump imports (executes) every listed module, so it
-            # runs where the traced program ran (sys.path[0] is then the workload's directory).
-            argv = [py, "-c", f"import cds.dump; cds.dump.run_dump({str(lst)!r}, {str(img)!r})"]
-            cwd = wl.cwd
-        else:
-            argv = [py, "-m", "cds.dump", str(lst), str(img)]
-            cwd = self.scratch
-        r = run_measured(argv, child_env(), cwd, self.scratch, timing=False)
-        prep["dump_command"] = " ".join(shlex.quote(a) for a in argv)
+        # dump: the seeds' documented form, `python -c 'import cds.dump; cds.dump.run_dump(LIST,
+        # IMG)'`, which both implementations accept, run where the traced program ran (the seed's
+        # dump imports, i.e. executes, every listed module, so sys.path[0] must be the workload's
+        # directory as it was for the script). tools/hwm.py is `python -c` plus a VmHWM report.
+        code = f"import cds.dump; cds.dump.run_dump({str(lst)!r}, {str(img)!r})"
+        hwm_file = self.scratch / "dump-hwm"
+        if hwm_file.exists():
+            hwm_file.unlink()
+        argv = [py, str(TOOLS / "hwm.py"), str(hwm_file), code]
+        r = run_measured(argv, child_env(), wl.cwd, self.scratch, timing=False)
+        prep["dump_command"] = f"cd {shlex.quote(str(wl.cwd))} && {py} -c {shlex.quote(code)}"
         prep["dump_seconds"] = r.wall
         prep["dump_cpu"] = r.utime + r.stime
-        prep["dump_maxrss_kb"] = r.maxrss_kb
+        try:
+            prep["dump_hwm_kb"] = int(hwm_file.read_text())
+        except (OSError, ValueError):
+            prep["dump_hwm_kb"] = None
         prep["dump_rc"] = r.rc
         prep["dump_stdout"] = tail(r.stdout, 5, 1000)
         if r.rc != 0 or not img.exists() or img.stat().st_size == 0:
@@ -573,6 +577,7 @@ class Bench:
                     continue
                 d = p.as_dict()
                 d["phases"] = phases(p)
+                d["hwm_kb"] = (p.stamps or {}).get("hwm_kb")
                 s["samples"].append(d)
             log(f"round {r + 1}/{rounds} done in {time.monotonic() - t0:.1f} s")
 
@@ -643,8 +648,10 @@ class Bench:
             st = {k: v for k, v in s.items() if k != "samples"}
             st["n"] = len(samples)
             if samples:
-                for key in ("wall", "cpu", "maxrss_kb"):
-                    st[key] = quartiles([x[key] for x in samples])
+                for key in ("wall", "cpu", "maxrss_kb", "hwm_kb"):
+                    vals = [x[key] for x in samples if x.get(key) is not None]
+                    if vals:
+                        st[key] = quartiles(vals)
                 ph = [x["phases"] for x in samples if x.get("phases")]
                 if ph:
                     for key in ("startup", "imports", "work", "teardown"):
@@ -757,8 +764,16 @@ def render_markdown(res):
     a(f"Command: `{res['command']}` (from `{res['cwd']}`), {res['rounds']} interleaved rounds, "
       f"took {res['elapsed_s'] / 60:.1f} min.")
     a("")
-    mi = res["machine"]
-    a("Machine: " + "; ".join(f"{k}: {v}" for k, v in mi.items()))
+    a("Machine and software:")
+    a("")
+    for k, v in res["machine"].items():
+        a(f"- {k}: {v}")
+    for side in SIDES:
+        pkgs = [x for x in res.get("versions", {}).get(side, [])
+                if x.lower().startswith(("code-data-share", "code_data_share", "pycds"))]
+        if pkgs:
+            a(f"- {side} venv: {', '.join(pkgs)}")
+    a("- app packages (all three venvs): bench/requirements-app.txt")
     a("")
     a("Sides: **plain** = CPython with only the app requirements; **seed** = the same plus "
       "`code-data-share==0.1.0` (PyPI), SHARE mode; **pycds** = the same plus this repository "
@@ -798,8 +813,10 @@ def render_markdown(res):
     a("## Import phase (inside the workload: just before the first import to after the last)")
     a("")
     a("`floor` is the exec-only floor: plain CPython with every module's code object loaded into "
-      "memory before the import phase starts (bench/tools/floor.py), i.e. the best any code cache "
-      "can do.")
+      "memory (via `SourceFileLoader.get_code`) and frozen out of the GC before the import phase "
+      "starts, then served by a finder that does no path search (bench/tools/floor.py): roughly the "
+      "best any code cache can do. It is approximate: a cache whose objects sit contiguous in one "
+      "mapping and skip some spec bookkeeping can come out a few percent below it.")
     a("")
     row(["workload", "plain", "seed", "pycds", "floor", "seed / plain", "pycds / plain",
          "floor / plain", "pycds share of the possible gain"])
@@ -856,7 +873,9 @@ def render_markdown(res):
     # 6. memory
     a("## Memory")
     a("")
-    a("Peak RSS is `ru_maxrss` of each measured child (median, MiB). PSS is the total "
+    a("Peak RSS is `VmHWM` of each measured child, read by the workload's harness at exit (median, "
+      "MiB; the parent's `ru_maxrss` is not used because on Linux it also counts the spawning "
+      "parent's memory, which the child shares until exec). PSS is the total "
       f"proportional set size of {res['pss_procs']} concurrent processes of the app workload, "
       "each stopped after its work (sum of `Pss` from /proc/PID/smaps_rollup; median of "
       f"{res['pss_reps']} repetitions).")
@@ -867,14 +886,14 @@ def render_markdown(res):
         p, s, c = (st.get(f"{w}/{x}") for x in SIDES)
 
         def rss(x):
-            if not x or not x.get("maxrss_kb"):
+            if not x or not x.get("hwm_kb"):
                 return "FAILED" if x and x.get("failed") else "n/a"
-            return mib(x["maxrss_kb"][1])
+            return mib(x["hwm_kb"][1])
 
         def drss(x):
-            if not (x and x.get("maxrss_kb") and p and p.get("maxrss_kb")):
+            if not (x and x.get("hwm_kb") and p and p.get("hwm_kb")):
                 return "n/a"
-            return f"{(x['maxrss_kb'][1] - p['maxrss_kb'][1]) / 1024:+.1f}"
+            return f"{(x['hwm_kb'][1] - p['hwm_kb'][1]) / 1024:+.1f}"
 
         row([w, rss(p), rss(s), rss(c), drss(s), drss(c)])
     a("")
@@ -914,7 +933,7 @@ def render_markdown(res):
                  if pb else "n/a",
                  f"{ab / pb:.2f}x" if ab and pb else "n/a",
                  f"{pr['dump_seconds']:.2f}" if "dump_seconds" in pr else "n/a",
-                 mib(pr["dump_maxrss_kb"]) if pr.get("dump_maxrss_kb") else "n/a",
+                 mib(pr["dump_hwm_kb"]) if pr.get("dump_hwm_kb") else "n/a",
                  str(pr.get("check_served", "n/a")), str(pr.get("check_fallbacks", "n/a")),
                  "FAILED: " + md_escape(fail) if fail else "ok"])
     a("")
@@ -1046,6 +1065,9 @@ def main(argv=None):
     if sys.implementation.name != "cpython":
         print("run this with CPython", file=sys.stderr)
         return 2
+    if sys.version_info[:2] != (3, 11):
+        log(f"warning: the seed (code-data-share 0.1.0) has a wheel for CPython 3.11 only; "
+            f"this is {platform.python_version()}")
     bench = Bench(args)
     info = machine_info(bench.venvs.pycds_src)
     log(f"{command}: {rounds} rounds; work dir {bench.work}")
