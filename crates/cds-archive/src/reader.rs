@@ -269,6 +269,10 @@ impl<'a> Entry<'a> {
         })
     }
 
+    pub fn fixup_count(&self) -> usize {
+        self.fixups.len() / RECORD_SIZE
+    }
+
     /// The fix-ups in order, each checked to name an aligned slot inside the module.
     pub fn fixups(&self) -> impl Iterator<Item = Result<Fixup, FormatError>> + 'a {
         let (len, name) = (self.objects_len, self.name);

@@ -213,6 +213,7 @@ impl LoadedArchive {
         let st = relocate(objects, &entry, preferred, actual, externals).map_err(|e| e.to_string())?;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
+        let mut interned = PointerMap::with_capacity(entry.fixup_count());
         for f in entry.fixups() {
             let f = f.map_err(|e| e.to_string())?;
             // SAFETY: `f.slot` is an aligned slot inside the module (checked by `fixups()`), and
@@ -230,7 +231,20 @@ impl LoadedArchive {
                         if tp != externals::type_object(Kind::Str) {
                             return Err(format!("intern fix-up of {} is not a string", entry.name));
                         }
-                        ffi::PyUnicode_InternInPlace(slot);
+                        // One interpreter lookup per archived string, as unmarshalling does:
+                        // later slots holding the same string take the first answer.
+                        match interned.get(obj as u64) {
+                            Some(canonical) if canonical != obj as u64 => {
+                                let canonical = canonical as *mut ffi::PyObject;
+                                ffi::Py_INCREF(canonical);
+                                *slot = canonical;
+                            }
+                            Some(_) => {}
+                            None => {
+                                ffi::PyUnicode_InternInPlace(slot);
+                                interned.insert(obj as u64, *slot as u64);
+                            }
+                        }
                     }
                     FixupKind::FrozenSet => {
                         if tp != externals::type_object(Kind::Tuple) {
@@ -256,6 +270,53 @@ impl LoadedArchive {
             return Err(format!("root object of {} is not a code object", entry.name));
         }
         Ok((root as *mut ffi::PyObject, FixStats { relocs: st.relocs, written: st.written }))
+    }
+}
+
+/// A small open-addressing map from pointer to pointer, for the fix-ups of one module (a
+/// general-purpose hash map costs more than the interpreter lookup it is meant to save).
+struct PointerMap {
+    table: Vec<(u64, u64)>,
+    mask: usize,
+    len: usize,
+}
+
+impl PointerMap {
+    /// Sized for `n` slots that hold about half as many distinct strings; when it fills up, it
+    /// stops caching (and the caller asks the interpreter, as it would without the map).
+    fn with_capacity(n: usize) -> Self {
+        let size = (n / 2 + 1).next_power_of_two().max(16);
+        PointerMap { table: vec![(0, 0); size], mask: size - 1, len: 0 }
+    }
+
+    fn slot(&self, key: u64) -> usize {
+        ((key >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask
+    }
+
+    fn get(&self, key: u64) -> Option<u64> {
+        let mut i = self.slot(key);
+        loop {
+            match self.table[i] {
+                (0, _) => return None,
+                (k, v) if k == key => return Some(v),
+                _ => i = (i + 1) & self.mask,
+            }
+        }
+    }
+
+    /// `key` must be non-zero. Keeps at least a quarter of the table empty, so `get` ends.
+    fn insert(&mut self, key: u64, value: u64) {
+        if (self.len + 1) * 4 > self.table.len() * 3 {
+            return;
+        }
+        let mut i = self.slot(key);
+        while self.table[i].0 != 0 && self.table[i].0 != key {
+            i = (i + 1) & self.mask;
+        }
+        if self.table[i].0 == 0 {
+            self.len += 1;
+        }
+        self.table[i] = (key, value);
     }
 }
 
