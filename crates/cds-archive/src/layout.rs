@@ -15,6 +15,10 @@ pub const EXTERNAL_SIZE: usize = 24;
 pub const RECORD_SIZE: usize = 8;
 /// The objects section starts on a page boundary so that it can be mapped and shared page by page.
 pub const PAGE_SIZE: u64 = 4096;
+/// Lowest preferred base a reader accepts (4 GiB: far above the null page and low mappings).
+pub const MIN_BASE: u64 = 1 << 32;
+/// End of the address range a preferred base may use (47-bit user space).
+pub const MAX_BASE_END: u64 = 1 << 47;
 /// Every module's object bytes start on this alignment (the interpreter's allocator alignment).
 pub const OBJECT_ALIGN: u64 = 16;
 

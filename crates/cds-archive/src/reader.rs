@@ -77,6 +77,13 @@ impl Header {
         if hd.objects_off % PAGE_SIZE != 0 || hd.preferred_base % PAGE_SIZE != 0 {
             return Err(FormatError::OutOfBounds("section alignment"));
         }
+        // The preferred base must be an ordinary user-space address: never the null page (a
+        // mapping there would make null pointers valid), never beyond 47-bit user space.
+        let plausible = hd.preferred_base >= MIN_BASE
+            && hd.preferred_base.checked_add(hd.file_size).is_some_and(|end| end <= MAX_BASE_END);
+        if !plausible {
+            return Err(FormatError::OutOfBounds("preferred base address"));
+        }
         if hd.producer_len as u64 > hd.blob_len {
             return Err(FormatError::OutOfBounds("producer string"));
         }

@@ -49,6 +49,7 @@ impl ArchiveBuilder {
     /// out for.
     pub fn new(fingerprint: [u8; 32], producer: &str, preferred_base: u64) -> Self {
         assert_eq!(preferred_base % PAGE_SIZE, 0, "preferred base must be page-aligned");
+        assert!((MIN_BASE..MAX_BASE_END).contains(&preferred_base), "implausible preferred base");
         ArchiveBuilder {
             fingerprint,
             producer: producer.to_owned(),

@@ -47,6 +47,11 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
+        if ptr.is_null() {
+            // SAFETY: our own fresh mapping; nothing refers to it yet.
+            unsafe { libc::munmap(ptr, len) };
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "mapped at address 0"));
+        }
         Ok(Mapping { ptr: ptr as *mut u8, len, pinned: false.into() })
     }
 

@@ -1,0 +1,123 @@
+"""A test-side reader/patcher of the archive container (docs/format.md), written independently of
+the Rust crate, so tests can damage archives *and* recompute their checksums: that is how a
+structurally wrong but checksum-valid archive is made, to exercise the validation behind the
+checksums."""
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+HEADER = 128
+ENTRY = 64
+EXTERNAL = 24
+
+# Header fields: name -> (offset, struct format)
+HEADER_FIELDS = {
+    "magic": (0, "8s"),
+    "format_version": (8, "<I"),
+    "header_size": (12, "<I"),
+    "fingerprint": (16, "32s"),
+    "preferred_base": (48, "<Q"),
+    "file_size": (56, "<Q"),
+    "index_off": (64, "<Q"),
+    "module_count": (72, "<I"),
+    "externals_count": (76, "<I"),
+    "externals_off": (80, "<Q"),
+    "blob_off": (88, "<Q"),
+    "blob_len": (96, "<Q"),
+    "objects_off": (104, "<Q"),
+    "objects_len": (112, "<Q"),
+    "producer_len": (120, "<I"),
+    "header_crc": (124, "<I"),
+}
+
+ENTRY_FIELDS = {
+    "name_off": (0, "<I"),
+    "name_len": (4, "<I"),
+    "meta_off": (8, "<I"),
+    "meta_len": (12, "<I"),
+    "bitmap_off": (16, "<I"),
+    "bitmap_len": (20, "<I"),
+    "fixups_off": (24, "<I"),
+    "fixups_count": (28, "<I"),
+    "objects_off": (32, "<Q"),
+    "objects_len": (40, "<Q"),
+    "root_off": (48, "<Q"),
+    "data_crc": (56, "<I"),
+    "entry_crc": (60, "<I"),
+}
+
+
+@dataclass
+class Archive:
+    b: bytearray
+
+    def h(self, name):
+        off, fmt = HEADER_FIELDS[name]
+        return struct.unpack_from(fmt, self.b, off)[0]
+
+    def set_h(self, name, value):
+        off, fmt = HEADER_FIELDS[name]
+        struct.pack_into(fmt, self.b, off, value)
+
+    def entry_at(self, i):
+        return self.h("index_off") + i * ENTRY
+
+    def e(self, i, name):
+        off, fmt = ENTRY_FIELDS[name]
+        return struct.unpack_from(fmt, self.b, self.entry_at(i) + off)[0]
+
+    def set_e(self, i, name, value):
+        off, fmt = ENTRY_FIELDS[name]
+        struct.pack_into(fmt, self.b, self.entry_at(i) + off, value)
+
+    def blob(self, off, length):
+        start = self.h("blob_off") + off
+        return bytes(self.b[start:start + length])
+
+    def name(self, i):
+        return self.blob(self.e(i, "name_off"), self.e(i, "name_len")).decode()
+
+    def objects_range(self, i):
+        start = self.h("objects_off") + self.e(i, "objects_off")
+        return start, start + self.e(i, "objects_len")
+
+    def fix_header_crc(self):
+        ext = self.h("externals_off")
+        crc = zlib.crc32(bytes(self.b[:124]))
+        crc = zlib.crc32(bytes(self.b[ext:ext + EXTERNAL * self.h("externals_count")]), crc)
+        crc = zlib.crc32(self.blob(0, self.h("producer_len")), crc)
+        self.set_h("header_crc", crc)
+
+    def fix_entry_crc(self, i):
+        at = self.entry_at(i)
+        crc = zlib.crc32(bytes(self.b[at:at + 60]))
+        crc = zlib.crc32(self.blob(self.e(i, "name_off"), self.e(i, "name_len")), crc)
+        self.set_e(i, "entry_crc", crc)
+
+    def fix_data_crc(self, i):
+        start, end = self.objects_range(i)
+        crc = zlib.crc32(self.blob(self.e(i, "meta_off"), self.e(i, "meta_len")))
+        crc = zlib.crc32(self.blob(self.e(i, "bitmap_off"), self.e(i, "bitmap_len")), crc)
+        crc = zlib.crc32(self.blob(self.e(i, "fixups_off"), 8 * self.e(i, "fixups_count")), crc)
+        crc = zlib.crc32(bytes(self.b[start:end]), crc)
+        self.set_e(i, "data_crc", crc)
+        self.fix_entry_crc(i)
+
+    def pointer_slots(self, i):
+        """Offsets (from the module's start) of the words its bitmap marks as pointers."""
+        bits = self.blob(self.e(i, "bitmap_off"), self.e(i, "bitmap_len"))
+        return [(byte * 8 + bit) * 8 for byte, v in enumerate(bits) for bit in range(8) if v >> bit & 1]
+
+    def bitmap_byte_at(self, i, slot):
+        """File offset of the bitmap byte covering module slot ``slot``, and the bit."""
+        word = slot // 8
+        return self.h("blob_off") + self.e(i, "bitmap_off") + word // 8, word % 8
+
+    def section_boundaries(self):
+        return sorted({
+            HEADER, self.h("index_off"), self.h("externals_off"), self.h("blob_off"),
+            self.h("blob_off") + self.h("blob_len"), self.h("objects_off"),
+            self.h("objects_off") + self.h("objects_len"), len(self.b),
+            *(self.objects_range(i)[0] for i in range(self.h("module_count"))),
+        })
