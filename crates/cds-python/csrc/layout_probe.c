@@ -110,6 +110,7 @@ int main(void)
     FIELD(PyCodeObject, _co_linearray_entry_size);
 #endif
     printf("];\n");
+    OFF("CODE_NLOCALSPLUS", PyCodeObject, co_nlocalsplus);
     OFF("CODE_BYTECODE", PyCodeObject, co_code_adaptive);
     CONST("CODE_UNIT_SIZE", sizeof(_Py_CODEUNIT));
     return 0;

@@ -184,3 +184,20 @@ pub fn classify(obj: *mut ffi::PyObject) -> Option<External> {
 pub fn type_external(kind: Kind) -> External {
     External { kind: TYPE, arg: kind as i64 }
 }
+
+/// What kind of object an external is, for the structural validation of archived objects.
+pub fn class_of(ext: External) -> Option<crate::validate::ExtClass> {
+    use crate::validate::ExtClass;
+    let all = [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code];
+    Some(match ext.kind {
+        TYPE => ExtClass::Type(all.into_iter().find(|&k| k as i64 == ext.arg)?),
+        NONE | TRUE | FALSE | ELLIPSIS => ExtClass::Singleton,
+        SMALL_INT => ExtClass::Value(Kind::Int, -1),
+        EMPTY_TUPLE => ExtClass::Value(Kind::Tuple, 0),
+        EMPTY_STR => ExtClass::Value(Kind::Str, 0),
+        EMPTY_BYTES => ExtClass::Value(Kind::Bytes, 0),
+        LATIN1_CHAR => ExtClass::Value(Kind::Str, 1),
+        BYTE_CHAR => ExtClass::Value(Kind::Bytes, 1),
+        _ => return None,
+    })
+}

@@ -10,6 +10,7 @@ mod layout;
 mod loader;
 mod mapping;
 mod pathstate;
+mod validate;
 
 use cds_archive::{ArchiveBuilder, ModuleMeta, SearchEntry};
 use pyo3::create_exception;

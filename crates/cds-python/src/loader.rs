@@ -12,6 +12,7 @@ use crate::fingerprint;
 use crate::layout;
 use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
+use crate::validate::{ExtClass, SlotClass, Validator};
 
 enum ModState {
     Fresh,
@@ -25,7 +26,7 @@ pub struct LoadedArchive {
     view: Archive<'static>,
     map: Mapping,
     modules: Mutex<Vec<ModState>>,
-    resolved: OnceLock<Result<ExternalMap, String>>,
+    resolved: OnceLock<Result<Resolved, String>>,
     pub path: String,
     pub producer: String,
 }
@@ -39,6 +40,13 @@ pub struct Check {
     /// The cheap proof that the name still resolves to `origin` failed: the caller must
     /// confirm by a normal search before serving.
     pub unverified: Option<String>,
+}
+
+/// The externals as this process sees them.
+struct Resolved {
+    map: ExternalMap,
+    /// This process's external addresses with what they are, sorted by address.
+    classes: Vec<(u64, ExtClass)>,
 }
 
 pub struct FixStats {
@@ -175,19 +183,19 @@ impl LoadedArchive {
     }
 
     /// The externals, resolved to this process's addresses on first use.
-    fn externals(&self) -> Result<&ExternalMap, String> {
+    fn externals(&self) -> Result<&Resolved, String> {
         let r = self.resolved.get_or_init(|| {
-            let actual = self
-                .view
-                .externals()
-                .into_iter()
-                .map(|x| {
-                    externals::resolve(x)
-                        .map(|p| p as u64)
-                        .ok_or_else(|| format!("unknown external {} / {}", x.kind, x.arg))
-                })
-                .collect::<Result<Vec<u64>, String>>()?;
-            Ok(ExternalMap::new(&self.view.external_addrs(), &actual))
+            let table = self.view.externals();
+            let mut actual = Vec::with_capacity(table.len());
+            let mut classes = Vec::with_capacity(table.len());
+            for x in table {
+                let unknown = || format!("unknown external {} / {}", x.kind, x.arg);
+                let addr = externals::resolve(x).ok_or_else(unknown)? as u64;
+                actual.push(addr);
+                classes.push((addr, externals::class_of(x).ok_or_else(unknown)?));
+            }
+            classes.sort_unstable_by_key(|c| c.0);
+            Ok(Resolved { map: ExternalMap::new(&self.view.external_addrs(), &actual), classes })
         });
         r.as_ref().map_err(|e| e.clone())
     }
@@ -202,7 +210,7 @@ impl LoadedArchive {
         // interpreter (state is Fresh), so nothing else references these bytes.
         let objects = unsafe { self.map.range_mut(start, len) };
         let externals = self.externals()?;
-        if externals.moves_anything() || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS {
+        if externals.map.moves_anything() || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS {
             // Every object's header will be written (type pointers that differ in this process,
             // or reference counts on interpreters without immortal objects).
             self.map.populate_for_write(start, len);
@@ -210,7 +218,15 @@ impl LoadedArchive {
         entry.verify(objects).map_err(|e| e.to_string())?;
         let preferred = self.view.header.preferred_base + entry.objects_file_off;
         let actual = self.map.addr() + entry.objects_file_off;
-        let st = relocate(objects, &entry, preferred, actual, externals).map_err(|e| e.to_string())?;
+        let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
+        // SAFETY: reading the static type object's size fields, which never change.
+        let (basic, item) = unsafe {
+            let tp = externals::type_object(Kind::Code);
+            ((*tp).tp_basicsize as usize, (*tp).tp_itemsize as usize)
+        };
+        let slot_classes = Validator::new(objects, actual, &externals.classes, basic, item)
+            .run(entry.root)
+            .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
         let mut interned = PointerMap::with_capacity(entry.fixup_count());
@@ -226,9 +242,10 @@ impl LoadedArchive {
                     return Err(format!("fix-up of {} points outside the module", entry.name));
                 }
                 let tp = ffi::Py_TYPE(obj);
+                let class = slot_classes.get(f.slot as u64);
                 match f.kind {
                     FixupKind::Intern => {
-                        if tp != externals::type_object(Kind::Str) {
+                        if tp != externals::type_object(Kind::Str) || class == SlotClass::None {
                             return Err(format!("intern fix-up of {} is not a string", entry.name));
                         }
                         // One interpreter lookup per archived string, as unmarshalling does:
@@ -247,7 +264,7 @@ impl LoadedArchive {
                         }
                     }
                     FixupKind::FrozenSet => {
-                        if tp != externals::type_object(Kind::Tuple) {
+                        if tp != externals::type_object(Kind::Tuple) || class != SlotClass::Const {
                             return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
                         }
                         let fs = ffi::PyFrozenSet_New(obj);

@@ -1,0 +1,279 @@
+//! Structural validation of one module's objects, after relocation and before any of them reaches
+//! the interpreter. Checksums catch accidental damage; this catches an archive whose checksums
+//! were recomputed over lies: every object reachable from the module's code object must lie inside
+//! the module, carry the archived reference count and one of the archived types, have a size that
+//! fits, and be of the type its holder requires (a code object's `co_names` is a tuple of str, ...),
+//! and the graph must have no cycles. It reads the module's bytes through a bounds-checked slice:
+//! no unsafe code. What it does not check is the bytecode itself (see the README's trust model).
+
+use crate::externals::Kind;
+use crate::layout;
+
+/// What an external address is, for the purpose of checking the slots that point at it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExtClass {
+    Type(Kind),
+    /// A value of this type, and its length for the sized ones (-1 otherwise).
+    Value(Kind, i64),
+    /// `None`, `True`, `False`, `Ellipsis`.
+    Singleton,
+}
+
+/// What a slot's holder requires of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Code,
+    /// Any constant (a tuple item under `co_consts`).
+    Any,
+    Str,
+    Bytes,
+    TupleOfAny,
+    TupleOfStr,
+}
+
+/// Per 8-byte word of the module: what the word's holder requires (see [`SlotClass`]).
+pub struct SlotClasses(Vec<u8>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SlotClass {
+    None = 0,
+    /// A constant slot (tuple item under `co_consts`): may become a frozenset.
+    Const = 1,
+    /// A slot that must hold a str.
+    Str = 2,
+}
+
+impl SlotClasses {
+    pub fn get(&self, slot: u64) -> SlotClass {
+        match self.0.get((slot / 8) as usize) {
+            Some(1) => SlotClass::Const,
+            Some(2) => SlotClass::Str,
+            _ => SlotClass::None,
+        }
+    }
+}
+
+const MAX_DEPTH: usize = 512;
+
+pub struct Validator<'a> {
+    objects: &'a [u8],
+    actual: u64,
+    externals: &'a [(u64, ExtClass)],
+    code_basicsize: usize,
+    code_itemsize: usize,
+    /// Per 16-byte unit: 0 unvisited, 1 on the current path, 2 done.
+    state: Vec<u8>,
+    slots: Vec<u8>,
+}
+
+impl<'a> Validator<'a> {
+    /// `externals` must be sorted by address.
+    pub fn new(
+        objects: &'a [u8],
+        actual: u64,
+        externals: &'a [(u64, ExtClass)],
+        code_basicsize: usize,
+        code_itemsize: usize,
+    ) -> Self {
+        Validator {
+            objects,
+            actual,
+            externals,
+            code_basicsize,
+            code_itemsize,
+            state: vec![0; objects.len() / 16 + 1],
+            slots: vec![0; objects.len() / 8 + 1],
+        }
+    }
+
+    /// Validates everything reachable from the object at offset `root`, which must be code.
+    pub fn run(mut self, root: u64) -> Result<SlotClasses, String> {
+        self.visit(self.actual + root, Expect::Code, 0)?;
+        Ok(SlotClasses(self.slots))
+    }
+
+    fn word(&self, off: u64) -> Result<u64, String> {
+        let o = off as usize;
+        self.objects
+            .get(o..o + 8)
+            .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+            .ok_or_else(|| format!("field at {off} outside the module"))
+    }
+
+    fn u32_at(&self, off: u64) -> Result<u32, String> {
+        let o = off as usize;
+        self.objects
+            .get(o..o + 4)
+            .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| format!("field at {off} outside the module"))
+    }
+
+    fn external(&self, addr: u64) -> Option<ExtClass> {
+        self.externals.binary_search_by_key(&addr, |e| e.0).ok().map(|i| self.externals[i].1)
+    }
+
+    fn accepts(expect: Expect, kind: Kind) -> bool {
+        match expect {
+            Expect::Code => kind == Kind::Code,
+            Expect::Any => true,
+            Expect::Str => kind == Kind::Str,
+            Expect::Bytes => kind == Kind::Bytes,
+            Expect::TupleOfAny | Expect::TupleOfStr => kind == Kind::Tuple,
+        }
+    }
+
+    fn visit(&mut self, addr: u64, expect: Expect, depth: usize) -> Result<(), String> {
+        let len = self.objects.len() as u64;
+        let Some(off) = addr.checked_sub(self.actual).filter(|&o| o < len) else {
+            // Outside the module: only externals, and only of an acceptable kind.
+            return match self.external(addr) {
+                Some(ExtClass::Value(kind, _)) if Self::accepts(expect, kind) => Ok(()),
+                Some(ExtClass::Singleton) if expect == Expect::Any => Ok(()),
+                _ => Err(format!("pointer {addr:#x} is neither an object of the module nor a fitting external")),
+            };
+        };
+        if off % 16 != 0 {
+            return Err(format!("misaligned object at {off}"));
+        }
+        let unit = (off / 16) as usize;
+        match self.state[unit] {
+            2 => return self.check_kind_again(off, expect),
+            1 => return Err(format!("object at {off} contains itself (a cycle)")),
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Err("objects nested too deeply".into());
+        }
+        self.state[unit] = 1;
+        let kind = self.header(off)?;
+        if !Self::accepts(expect, kind) {
+            return Err(format!("object at {off} is a {kind:?} where another type is required"));
+        }
+        let ob_size = self.word(off + layout::OB_SIZE as u64)? as i64;
+        let size = match kind {
+            Kind::Str => self.str_size(off)?,
+            Kind::Bytes => size_of(ob_size, |n| layout::BYTES_DATA + n + 1)?,
+            Kind::Int => layout::long_size(ob_size as isize),
+            Kind::Float => layout::FLOAT_SIZE,
+            Kind::Complex => layout::COMPLEX_SIZE,
+            Kind::Tuple => size_of(ob_size, |n| layout::TUPLE_ITEMS + 8 * n)?,
+            Kind::Code => size_of(ob_size, |n| self.code_basicsize + n * self.code_itemsize)?,
+        } as u64;
+        if off.checked_add(size).is_none_or(|end| end > len) {
+            return Err(format!("object at {off} runs past the end of the module"));
+        }
+        match kind {
+            Kind::Tuple => {
+                let gc = layout::GC_HEAD_SIZE as u64;
+                let head = off.checked_sub(gc).and_then(|s| self.objects.get(s as usize..off as usize));
+                if head.is_none_or(|h| h.iter().any(|&b| b != 0)) {
+                    return Err(format!("tuple at {off} without an untracked GC header"));
+                }
+                let item = match expect {
+                    Expect::TupleOfStr => Expect::Str,
+                    _ => Expect::Any,
+                };
+                for i in 0..ob_size as u64 {
+                    let slot = off + layout::TUPLE_ITEMS as u64 + 8 * i;
+                    self.mark(slot, item);
+                    let child = self.word(slot)?;
+                    self.visit(child, item, depth + 1)?;
+                }
+            }
+            Kind::Code => {
+                let n = self.u32_at(off + layout::CODE_NLOCALSPLUS as u64)? as i32;
+                for &(name, field, _) in layout::CODE_OBJECTS {
+                    let want = match name {
+                        "co_consts" => Expect::TupleOfAny,
+                        "co_names" | "co_localsplusnames" => Expect::TupleOfStr,
+                        "co_filename" | "co_name" | "co_qualname" => Expect::Str,
+                        _ => Expect::Bytes,
+                    };
+                    let slot = off + field as u64;
+                    if want == Expect::Str {
+                        self.mark(slot, Expect::Str);
+                    }
+                    let child = self.word(slot)?;
+                    self.visit(child, want, depth + 1)?;
+                    if name == "co_localsplusnames" || name == "co_localspluskinds" {
+                        // The frame layout trusts co_nlocalsplus: it must match both.
+                        if self.length_of(child)? != n as i64 {
+                            return Err(format!("code object at {off}: {name} does not match co_nlocalsplus"));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.state[unit] = 2;
+        Ok(())
+    }
+
+    /// An object already validated, reached again through another slot.
+    fn check_kind_again(&self, off: u64, expect: Expect) -> Result<(), String> {
+        let kind = self.header(off)?;
+        if Self::accepts(expect, kind) {
+            Ok(())
+        } else {
+            Err(format!("object at {off} is a {kind:?} where another type is required"))
+        }
+    }
+
+    fn mark(&mut self, slot: u64, expect: Expect) {
+        let class = match expect {
+            Expect::Any => SlotClass::Const,
+            Expect::Str => SlotClass::Str,
+            _ => SlotClass::None,
+        };
+        if let Some(s) = self.slots.get_mut((slot / 8) as usize) {
+            *s = class as u8;
+        }
+    }
+
+    /// Checks the archived reference count and returns the object's type.
+    fn header(&self, off: u64) -> Result<Kind, String> {
+        if self.word(off + layout::OB_REFCNT as u64)? as i64 != layout::ARCHIVED_REFCNT as i64 {
+            return Err(format!("object at {off} without the archived reference count"));
+        }
+        match self.external(self.word(off + layout::OB_TYPE as u64)?) {
+            Some(ExtClass::Type(kind)) => Ok(kind),
+            _ => Err(format!("object at {off} has no archived type")),
+        }
+    }
+
+    fn str_size(&self, off: u64) -> Result<usize, String> {
+        let state = self.u32_at(off + layout::STR_STATE as u64)?;
+        let length = self.word(off + layout::STR_LENGTH as u64)? as i64;
+        let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
+        let ascii = state & layout::STR_STATE_ASCII != 0;
+        let ready = layout::STR_STATE_READY == 0 || state & layout::STR_STATE_READY != 0;
+        let ok = state & layout::STR_STATE_COMPACT != 0
+            && ready
+            && state & layout::STR_STATE_INTERNED == 0
+            && matches!(kind, 1 | 2 | 4)
+            && (!ascii || kind == 1)
+            && (0..1 << 40).contains(&length);
+        if !ok {
+            return Err(format!("malformed string at {off}"));
+        }
+        Ok(layout::str_size(ascii, kind, length as usize))
+    }
+
+    /// Length of a tuple or bytes object (internal or external) at `addr`.
+    fn length_of(&self, addr: u64) -> Result<i64, String> {
+        match addr.checked_sub(self.actual) {
+            Some(off) if off < self.objects.len() as u64 => Ok(self.word(off + layout::OB_SIZE as u64)? as i64),
+            _ => match self.external(addr) {
+                Some(ExtClass::Value(Kind::Tuple | Kind::Bytes | Kind::Str, n)) => Ok(n),
+                _ => Err("length of a non-sequence".into()),
+            },
+        }
+    }
+}
+
+fn size_of(ob_size: i64, f: impl Fn(usize) -> usize) -> Result<usize, String> {
+    if !(0..1 << 32).contains(&ob_size) {
+        return Err(format!("implausible object size {ob_size}"));
+    }
+    Ok(f(ob_size as usize))
+}

@@ -1,0 +1,189 @@
+"""Many damaged archives fed to a real interpreter. Every run must print what a plain run prints
+and exit 0: no crash, no hang, no wrong code. Damage of three kinds:
+
+- accidental (bit flips anywhere, truncation at every section boundary): caught by sizes and
+  checksums;
+- every header field changed, with and without a recomputed header checksum;
+- structural lies with *recomputed* checksums (entries out of bounds or overlapping another
+  module, bitmaps marking non-pointers, pointers out of the module, fix-ups at the wrong
+  objects): caught by the bounds and relocation checks behind the checksums.
+
+``PYCDS_STRESS=N`` multiplies the number of random cases (default 1)."""
+
+import os
+import random
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archive_tools import ENTRY_FIELDS, HEADER_FIELDS, Archive
+from conftest import PYTHON
+
+APP = {
+    "main.py": "import json, alpha, pkg.beta\nprint(json.dumps([alpha.A, pkg.beta.f(2), alpha.S, alpha.g(2)]))\n",
+    "alpha.py": "A = ('alpha', 2**70, -0.0)\nS = sorted({'x', 'y'})\n"
+                "def g(x):\n    return [i * x for i in range(3) if i in {0, 2}]\n",
+    "pkg/__init__.py": "",
+    "pkg/beta.py": "def f(x):\n    return {'k': x, 'name': __name__}\n",
+}
+EXPECTED = '[["alpha", 1180591620717411303424, -0.0], {"k": 2, "name": "pkg.beta"}, ["x", "y"], [0, 4]]\n'
+SCALE = int(os.environ.get("PYCDS_STRESS", "1"))
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corrupt")
+    for path, text in APP.items():
+        p = root / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCDS")}
+    subprocess.run([PYTHON, "main.py"], cwd=root, check=True, capture_output=True,
+                   env=dict(env, PYCDSMODE="TRACE", PYCDSLIST=str(root / "mod.lst")))
+    subprocess.run([PYTHON, "-m", "cds.dump", "mod.lst", "clean.img"], cwd=root, check=True,
+                   capture_output=True, env=env)
+    return root, (root / "clean.img").read_bytes(), env
+
+
+def run_all(root, env, cases):
+    """Write each damaged archive and run the app on it; returns the failures."""
+    failures = []
+    tried = 0
+    for label, data in cases:
+        img = root / "case.img"
+        img.write_bytes(bytes(data))
+        img.chmod(0o644)
+        try:
+            p = subprocess.run([PYTHON, "main.py"], cwd=root, capture_output=True, text=True, timeout=60,
+                               env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)))
+        except subprocess.TimeoutExpired:
+            failures.append((label, "hang"))
+            continue
+        tried += 1
+        if p.returncode != 0 or p.stdout != EXPECTED:
+            failures.append((label, p.returncode, p.stdout[-200:], p.stderr[-500:]))
+    print(f"{tried} damaged archives run, {len(failures)} failures")
+    return failures
+
+
+def test_clean_archive_serves(clean):
+    root, data, env = clean
+    assert run_all(root, env, [("clean", data)]) == []
+
+
+def test_random_bit_flips(clean):
+    root, data, env = clean
+    rng = random.Random(1234)
+    cases = []
+    for n in range(60 * SCALE):
+        b = bytearray(data)
+        for _ in range(rng.choice((1, 1, 2, 8))):
+            at = rng.randrange(len(b))
+            b[at] ^= 1 << rng.randrange(8)
+        cases.append((f"flip#{n}", b))
+    assert run_all(root, env, cases) == []
+
+
+def test_truncation_at_every_section_boundary(clean):
+    root, data, env = clean
+    a = Archive(bytearray(data))
+    cuts = set()
+    for boundary in a.section_boundaries():
+        cuts.update({boundary - 1, boundary, boundary + 1})
+    cases = [(f"cut@{c}", data[:c]) for c in sorted(cuts) if 0 <= c < len(data)]
+    assert len(cases) > 15
+    assert run_all(root, env, cases) == []
+
+
+def test_every_header_field_changed(clean):
+    root, data, env = clean
+    cases = []
+    for name, (off, fmt) in HEADER_FIELDS.items():
+        size = struct.calcsize(fmt)
+        for value in (b"\x00" * size, b"\xff" * size, bytes(x ^ 0x10 for x in data[off:off + size])):
+            for recompute in (False, True):
+                a = Archive(bytearray(data))
+                a.b[off:off + size] = value
+                if recompute and name != "header_crc":
+                    try:
+                        a.fix_header_crc()
+                    except Exception:
+                        pass  # fields that make the sections unreadable stay as they are
+                cases.append((f"header {name}={value[:4].hex()} crc={'fixed' if recompute else 'stale'}", a.b))
+    assert run_all(root, env, cases) == []
+
+
+def _entries(a):
+    return range(a.h("module_count"))
+
+
+def test_structural_lies_with_valid_checksums(clean):
+    root, data, env = clean
+    base = Archive(bytearray(data))
+    cases = []
+
+    def case(label, mutate, *fix):
+        a = Archive(bytearray(data))
+        mutate(a)
+        for i in fix:
+            a.fix_data_crc(i)
+        cases.append((label, a.b))
+
+    n = base.h("module_count")
+    objects_len = base.h("objects_len")
+    for i in _entries(base):
+        # Entry ranges out of bounds, empty, misaligned, overlapping the next module.
+        for field, value in (("objects_off", objects_len), ("objects_off", 2**63), ("objects_len", objects_len + 4096),
+                             ("objects_len", 0), ("objects_off", base.e(i, "objects_off") + 8),
+                             ("root_off", base.e(i, "objects_len")), ("root_off", 8), ("root_off", 2**64 - 8),
+                             ("name_off", 2**32 - 1), ("meta_len", 2**32 - 1), ("bitmap_len", 0),
+                             ("fixups_count", 2**31), ("fixups_off", base.h("blob_len"))):
+            def m(a, i=i, field=field, value=value):
+                a.set_e(i, field, value)
+                a.fix_entry_crc(i)
+            case(f"entry {i} {field}={value} (entry crc fixed)", m)
+        # The entry claims the next module's objects (data checksum recomputed too).
+        j = (i + 1) % n
+
+        def steal(a, i=i, j=j):
+            for field in ("objects_off", "objects_len", "root_off"):
+                a.set_e(i, field, a.e(j, field))
+        case(f"entry {i} points at module {j}'s objects", steal, i)
+
+        slots = base.pointer_slots(i)
+        start, end = base.objects_range(i)
+        rng = random.Random(i)
+        for k in range(6 * SCALE):
+            slot = rng.choice(slots)
+
+            def bad_pointer(a, slot=slot, start=start, k=k):
+                value = (0, 1, 2**64 - 8, a.h("preferred_base") - 8, a.h("preferred_base") + a.h("file_size"),
+                         struct.unpack_from("<Q", a.b, start + slot)[0] + 3)[k % 6]
+                struct.pack_into("<Q", a.b, start + slot, value)
+            case(f"module {i} pointer slot {slot} rewritten #{k}", bad_pointer, i)
+
+            word = rng.randrange((end - start) // 8)
+
+            def mark_non_pointer(a, word=word, i=i):
+                at, bit = a.bitmap_byte_at(i, word * 8)
+                a.b[at] |= 1 << bit
+            case(f"module {i} bitmap marks word {word}", mark_non_pointer, i)
+
+            def unmark(a, slot=slot, i=i):
+                at, bit = a.bitmap_byte_at(i, slot)
+                a.b[at] &= ~(1 << bit) & 0xFF
+            case(f"module {i} bitmap unmarks slot {slot}", unmark, i)
+
+        count = base.e(i, "fixups_count")
+        for k in range(min(count, 4 * SCALE)):
+            def fixup(a, k=k, i=i):
+                at = a.h("blob_off") + a.e(i, "fixups_off") + 8 * k
+                slot, kind = struct.unpack_from("<II", a.b, at)
+                # Point the fix-up at another word, or change its kind.
+                struct.pack_into("<II", a.b, at, *((slot + 8, kind) if k % 2 else (slot, 3 - kind)))
+            case(f"module {i} fix-up {k} retargeted", fixup, i)
+    assert len(cases) > 100
+    assert run_all(root, env, cases) == []
