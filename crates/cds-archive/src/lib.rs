@@ -9,6 +9,7 @@
 //! any byte string (a truncated, corrupt or foreign file) yields an error, never a panic or an
 //! out-of-bounds access. See `docs/format.md` for the byte-level specification.
 
+mod addrmap;
 mod error;
 mod layout;
 mod meta;
@@ -16,6 +17,7 @@ mod reader;
 mod reloc;
 mod writer;
 
+pub use addrmap::AddrMap;
 pub use error::FormatError;
 pub use layout::{
     bitmap_len, External, Fixup, FixupKind, Reloc, RelocTarget, ENTRY_SIZE, EXTERNAL_SIZE, FORMAT_VERSION,

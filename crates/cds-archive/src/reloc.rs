@@ -1,5 +1,6 @@
 //! Applying a module's pointer bitmap to its bytes.
 
+use crate::addrmap::AddrMap;
 use crate::error::FormatError;
 use crate::reader::Entry;
 use crate::writer::{read_slot, write_slot};
@@ -13,56 +14,30 @@ pub struct RelocStats {
 }
 
 /// Where each external is: the address the dumping process had (what slots hold) and this
-/// process's address for it. An open-addressing table: relocation looks up one external per
-/// object (its type), so this is on the hot path of every first import.
-#[derive(Debug, Clone, Default)]
+/// process's address for it.
+#[derive(Debug, Clone)]
 pub struct ExternalMap {
-    table: Vec<(u64, u64)>,
-    shift: u32,
+    map: AddrMap<u64>,
 }
 
 impl ExternalMap {
     /// `dumped[i]` and `actual[i]` are external `i`'s address in the dumper and here.
     pub fn new(dumped: &[u64], actual: &[u64]) -> Self {
-        let bits = (dumped.len().max(1) * 4).next_power_of_two().trailing_zeros().max(4);
-        let mut map = ExternalMap { table: vec![(0, 0); 1 << bits], shift: 64 - bits };
+        let mut map = AddrMap::with_capacity(dumped.len());
         for (&d, &a) in dumped.iter().zip(actual) {
-            if d == 0 {
-                continue; // never a valid address; keeps 0 free as the empty marker
-            }
-            let mask = map.table.len() - 1;
-            let mut i = map.slot(d);
-            while map.table[i].0 != 0 && map.table[i].0 != d {
-                i = (i + 1) & mask;
-            }
-            map.table[i] = (d, a);
+            map.insert(d, a);
         }
-        map
+        ExternalMap { map }
     }
 
     /// True when some external has another address here than in the dumping process (as with
     /// a position-independent libpython), so relocation will write.
     pub fn moves_anything(&self) -> bool {
-        self.table.iter().any(|&(d, a)| d != 0 && d != a)
-    }
-
-    fn slot(&self, addr: u64) -> usize {
-        ((addr >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+        self.map.iter().any(|(d, a)| d != a)
     }
 
     fn get(&self, dumped: u64) -> Option<u64> {
-        if dumped == 0 {
-            return None;
-        }
-        let mask = self.table.len() - 1;
-        let mut i = self.slot(dumped);
-        loop {
-            match self.table[i] {
-                (0, _) => return None,
-                (d, a) if d == dumped => return Some(a),
-                _ => i = (i + 1) & mask,
-            }
-        }
+        self.map.get(dumped)
     }
 }
 

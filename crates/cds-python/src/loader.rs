@@ -4,7 +4,7 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Mutex, OnceLock};
 
-use cds_archive::{relocate, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
+use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
 use pyo3::ffi;
 
 use crate::externals::{self, Kind};
@@ -45,8 +45,8 @@ pub struct Check {
 /// The externals as this process sees them.
 struct Resolved {
     map: ExternalMap,
-    /// This process's external addresses with what they are, sorted by address.
-    classes: Vec<(u64, ExtClass)>,
+    /// This process's external addresses with what they are.
+    classes: AddrMap<ExtClass>,
 }
 
 pub struct FixStats {
@@ -91,9 +91,14 @@ impl LoadedArchive {
         let producer = view.producer();
         let (fp, me) = fingerprint::current();
         if view.header.fingerprint != fp {
-            return Err(format!(
-                "{path} was made by another interpreter or build: made by {producer}; this is {me}"
-            ));
+            return Err(if producer == me {
+                format!(
+                    "{path} was made by another interpreter or build: made by {producer}, like this \
+                     one, but with other struct layouts (another pycds or interpreter build); dump it again"
+                )
+            } else {
+                format!("{path} was made by another interpreter or build: made by {producer}; this is {me}")
+            });
         }
         let count = view.module_count() as usize;
         Ok(LoadedArchive {
@@ -187,14 +192,13 @@ impl LoadedArchive {
         let r = self.resolved.get_or_init(|| {
             let table = self.view.externals();
             let mut actual = Vec::with_capacity(table.len());
-            let mut classes = Vec::with_capacity(table.len());
+            let mut classes = AddrMap::with_capacity(table.len());
             for x in table {
                 let unknown = || format!("unknown external {} / {}", x.kind, x.arg);
                 let addr = externals::resolve(x).ok_or_else(unknown)? as u64;
                 actual.push(addr);
-                classes.push((addr, externals::class_of(x).ok_or_else(unknown)?));
+                classes.insert(addr, externals::class_of(x).ok_or_else(unknown)?);
             }
-            classes.sort_unstable_by_key(|c| c.0);
             Ok(Resolved { map: ExternalMap::new(&self.view.external_addrs(), &actual), classes })
         });
         r.as_ref().map_err(|e| e.clone())
@@ -229,7 +233,8 @@ impl LoadedArchive {
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
-        let mut interned = PointerMap::with_capacity(entry.fixup_count());
+        // Archived string -> the string interning gave for it (about half the slots are repeats).
+        let mut interned: AddrMap<u64> = AddrMap::with_capacity(entry.fixup_count() / 2);
         for f in entry.fixups() {
             let f = f.map_err(|e| e.to_string())?;
             // SAFETY: `f.slot` is an aligned slot inside the module (checked by `fixups()`), and
@@ -287,53 +292,6 @@ impl LoadedArchive {
             return Err(format!("root object of {} is not a code object", entry.name));
         }
         Ok((root as *mut ffi::PyObject, FixStats { relocs: st.relocs, written: st.written }))
-    }
-}
-
-/// A small open-addressing map from pointer to pointer, for the fix-ups of one module (a
-/// general-purpose hash map costs more than the interpreter lookup it is meant to save).
-struct PointerMap {
-    table: Vec<(u64, u64)>,
-    mask: usize,
-    len: usize,
-}
-
-impl PointerMap {
-    /// Sized for `n` slots that hold about half as many distinct strings; when it fills up, it
-    /// stops caching (and the caller asks the interpreter, as it would without the map).
-    fn with_capacity(n: usize) -> Self {
-        let size = (n / 2 + 1).next_power_of_two().max(16);
-        PointerMap { table: vec![(0, 0); size], mask: size - 1, len: 0 }
-    }
-
-    fn slot(&self, key: u64) -> usize {
-        ((key >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask
-    }
-
-    fn get(&self, key: u64) -> Option<u64> {
-        let mut i = self.slot(key);
-        loop {
-            match self.table[i] {
-                (0, _) => return None,
-                (k, v) if k == key => return Some(v),
-                _ => i = (i + 1) & self.mask,
-            }
-        }
-    }
-
-    /// `key` must be non-zero. Keeps at least a quarter of the table empty, so `get` ends.
-    fn insert(&mut self, key: u64, value: u64) {
-        if (self.len + 1) * 4 > self.table.len() * 3 {
-            return;
-        }
-        let mut i = self.slot(key);
-        while self.table[i].0 != 0 && self.table[i].0 != key {
-            i = (i + 1) & self.mask;
-        }
-        if self.table[i].0 == 0 {
-            self.len += 1;
-        }
-        self.table[i] = (key, value);
     }
 }
 

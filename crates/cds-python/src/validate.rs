@@ -6,16 +6,19 @@
 //! and the graph must have no cycles. It reads the module's bytes through a bounds-checked slice:
 //! no unsafe code. What it does not check is the bytecode itself (see the README's trust model).
 
+use cds_archive::AddrMap;
+
 use crate::externals::Kind;
 use crate::layout;
 
 /// What an external address is, for the purpose of checking the slots that point at it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum ExtClass {
     Type(Kind),
     /// A value of this type, and its length for the sized ones (-1 otherwise).
     Value(Kind, i64),
     /// `None`, `True`, `False`, `Ellipsis`.
+    #[default]
     Singleton,
 }
 
@@ -54,15 +57,20 @@ impl SlotClasses {
 }
 
 const MAX_DEPTH: usize = 512;
+const KINDS: [Kind; 7] = [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code];
 
 pub struct Validator<'a> {
     objects: &'a [u8],
     actual: u64,
-    externals: &'a [(u64, ExtClass)],
+    externals: &'a AddrMap<ExtClass>,
     code_basicsize: usize,
     code_itemsize: usize,
-    /// Per 16-byte unit: 0 unvisited, 1 on the current path, 2 done.
+    /// Per 16-byte unit: 0 unvisited, 1 on the current path, 2 + kind when done.
     state: Vec<u8>,
+    /// The archived type objects' addresses, for the check of every object's type.
+    types: Vec<(u64, Kind)>,
+    /// Expectations of the code object's pointer fields, in `layout::CODE_OBJECTS` order.
+    code_fields: Vec<(u64, Expect, bool)>,
     slots: Vec<u8>,
 }
 
@@ -71,10 +79,31 @@ impl<'a> Validator<'a> {
     pub fn new(
         objects: &'a [u8],
         actual: u64,
-        externals: &'a [(u64, ExtClass)],
+        externals: &'a AddrMap<ExtClass>,
         code_basicsize: usize,
         code_itemsize: usize,
     ) -> Self {
+        let types = externals
+            .iter()
+            .filter_map(|(addr, c)| match c {
+                ExtClass::Type(kind) => Some((addr, kind)),
+                _ => None,
+            })
+            .collect();
+        let code_fields = layout::CODE_OBJECTS
+            .iter()
+            .map(|&(name, field, _)| {
+                let want = match name {
+                    "co_consts" => Expect::TupleOfAny,
+                    "co_names" | "co_localsplusnames" => Expect::TupleOfStr,
+                    "co_filename" | "co_name" | "co_qualname" => Expect::Str,
+                    _ => Expect::Bytes,
+                };
+                // The frame layout trusts co_nlocalsplus: these two must match it.
+                let sized = name == "co_localsplusnames" || name == "co_localspluskinds";
+                (field as u64, want, sized)
+            })
+            .collect();
         Validator {
             objects,
             actual,
@@ -82,6 +111,8 @@ impl<'a> Validator<'a> {
             code_basicsize,
             code_itemsize,
             state: vec![0; objects.len() / 16 + 1],
+            types,
+            code_fields,
             slots: vec![0; objects.len() / 8 + 1],
         }
     }
@@ -109,7 +140,7 @@ impl<'a> Validator<'a> {
     }
 
     fn external(&self, addr: u64) -> Option<ExtClass> {
-        self.externals.binary_search_by_key(&addr, |e| e.0).ok().map(|i| self.externals[i].1)
+        self.externals.get(addr)
     }
 
     fn accepts(expect: Expect, kind: Kind) -> bool {
@@ -137,9 +168,16 @@ impl<'a> Validator<'a> {
         }
         let unit = (off / 16) as usize;
         match self.state[unit] {
-            2 => return self.check_kind_again(off, expect),
+            0 => {}
             1 => return Err(format!("object at {off} contains itself (a cycle)")),
-            _ => {}
+            done => {
+                // Reached again through another slot: only its type needs checking.
+                let kind = KINDS[(done - 2) as usize];
+                if !Self::accepts(expect, kind) {
+                    return Err(format!("object at {off} is a {kind:?} where another type is required"));
+                }
+                return Ok(());
+            }
         }
         if depth > MAX_DEPTH {
             return Err("objects nested too deeply".into());
@@ -165,8 +203,8 @@ impl<'a> Validator<'a> {
         match kind {
             Kind::Tuple => {
                 let gc = layout::GC_HEAD_SIZE as u64;
-                let head = off.checked_sub(gc).and_then(|s| self.objects.get(s as usize..off as usize));
-                if head.is_none_or(|h| h.iter().any(|&b| b != 0)) {
+                let untracked = off >= gc && (off - gc..off).step_by(8).all(|w| self.word(w) == Ok(0));
+                if !untracked {
                     return Err(format!("tuple at {off} without an untracked GC header"));
                 }
                 let item = match expect {
@@ -182,41 +220,23 @@ impl<'a> Validator<'a> {
             }
             Kind::Code => {
                 let n = self.u32_at(off + layout::CODE_NLOCALSPLUS as u64)? as i32;
-                for &(name, field, _) in layout::CODE_OBJECTS {
-                    let want = match name {
-                        "co_consts" => Expect::TupleOfAny,
-                        "co_names" | "co_localsplusnames" => Expect::TupleOfStr,
-                        "co_filename" | "co_name" | "co_qualname" => Expect::Str,
-                        _ => Expect::Bytes,
-                    };
-                    let slot = off + field as u64;
+                for i in 0..self.code_fields.len() {
+                    let (field, want, sized) = self.code_fields[i];
+                    let slot = off + field;
                     if want == Expect::Str {
                         self.mark(slot, Expect::Str);
                     }
                     let child = self.word(slot)?;
                     self.visit(child, want, depth + 1)?;
-                    if name == "co_localsplusnames" || name == "co_localspluskinds" {
-                        // The frame layout trusts co_nlocalsplus: it must match both.
-                        if self.length_of(child)? != n as i64 {
-                            return Err(format!("code object at {off}: {name} does not match co_nlocalsplus"));
-                        }
+                    if sized && self.length_of(child)? != n as i64 {
+                        return Err(format!("code object at {off}: locals do not match co_nlocalsplus"));
                     }
                 }
             }
             _ => {}
         }
-        self.state[unit] = 2;
+        self.state[unit] = 2 + KINDS.iter().position(|&k| k == kind).expect("a kind") as u8;
         Ok(())
-    }
-
-    /// An object already validated, reached again through another slot.
-    fn check_kind_again(&self, off: u64, expect: Expect) -> Result<(), String> {
-        let kind = self.header(off)?;
-        if Self::accepts(expect, kind) {
-            Ok(())
-        } else {
-            Err(format!("object at {off} is a {kind:?} where another type is required"))
-        }
     }
 
     fn mark(&mut self, slot: u64, expect: Expect) {
@@ -235,9 +255,10 @@ impl<'a> Validator<'a> {
         if self.word(off + layout::OB_REFCNT as u64)? as i64 != layout::ARCHIVED_REFCNT as i64 {
             return Err(format!("object at {off} without the archived reference count"));
         }
-        match self.external(self.word(off + layout::OB_TYPE as u64)?) {
-            Some(ExtClass::Type(kind)) => Ok(kind),
-            _ => Err(format!("object at {off} has no archived type")),
+        let tp = self.word(off + layout::OB_TYPE as u64)?;
+        match self.types.iter().find(|t| t.0 == tp) {
+            Some(&(_, kind)) => Ok(kind),
+            None => Err(format!("object at {off} has no archived type")),
         }
     }
 
