@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import base_env, run
+from pycds_testing import base_env, run
 
 
 def test_help_lists_every_command():

@@ -5,7 +5,7 @@ import json
 import subprocess
 import threading
 
-from conftest import PYTHON
+from pycds_testing import PYTHON
 
 
 def _modules(project, n):

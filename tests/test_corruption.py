@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from archive_tools import ENTRY_FIELDS, HEADER_FIELDS, Archive
-from conftest import PYTHON
+from pycds_testing import PYTHON
 
 APP = {
     "main.py": "import json, alpha, pkg.beta\nprint(json.dumps([alpha.A, pkg.beta.f(2), alpha.S, alpha.g(2)]))\n",

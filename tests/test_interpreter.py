@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import PYTHON, base_env, run
+from pycds_testing import PYTHON, base_env, run
 
 MAIN = "import helper\nprint(helper.X)\n"
 

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import run
+from pycds_testing import run
 
 APP = Path(__file__).parent / "apps" / "popular.py"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import PYTHON, base_env, run
+from pycds_testing import PYTHON, base_env, run
 
 MAIN = "import json, textwrap, appmod\nprint(appmod.hello(), json.dumps([1]))\n"
 APPMOD = "def hello():\n    return 'hello'\n"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import rewrite_header, run
+from pycds_testing import rewrite_header, run
 
 APP = {
     "main.py": "import mod_a, mod_b, pkg.inner\nprint(mod_a.A, mod_b.B, pkg.inner.I)\n",
@@ -213,7 +213,7 @@ def test_archive_replaced_while_a_process_runs(project):
     project.write("slow.py", "import sys, time, mod_a\nsys.stdout.write('started\\n'); sys.stdout.flush()\n"
                              "sys.stdin.readline()\nimport mod_b, pkg.inner\nprint(mod_a.A, mod_b.B, pkg.inner.I)\n")
     import subprocess
-    from conftest import PYTHON
+    from pycds_testing import PYTHON
     project.list.write_text("")
     subprocess.run([PYTHON, "slow.py"], cwd=project.root, env=project.env("TRACE"), input="\n",
                    capture_output=True, text=True, check=True)

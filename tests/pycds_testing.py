@@ -1,0 +1,114 @@
+"""Shared helpers (imported by conftest.py and the tests): every test runs real interpreters in subprocesses, with real environment
+variables, the installed ``pycds.pth``, and real archives on disk. A normal run of the same
+program in a separate process is the oracle."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+PYTHON = sys.executable
+
+
+def base_env(**extra):
+    """The test process's environment without any PYCDS* variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCDS")}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run(args, *, cwd=None, env=None, timeout=180, check=True):
+    """Run ``python *args``; returns the CompletedProcess (text mode)."""
+    proc = subprocess.run(
+        [PYTHON, *args],
+        cwd=cwd,
+        env=env if env is not None else base_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"python {' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+class Project:
+    """A directory of source files plus the trace/dump/share steps on it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.list = root / "mod.lst"
+        self.archive = root / "mod.img"
+
+    def write(self, relpath, text):
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def env(self, mode=None, **extra):
+        e = base_env(**extra)
+        if mode == "TRACE":
+            e.update(PYCDSMODE="TRACE", PYCDSLIST=str(self.list))
+        elif mode == "SHARE":
+            e.update(PYCDSMODE="SHARE", PYCDSARCHIVE=str(self.archive))
+        return e
+
+    def plain(self, *args, **extra):
+        return run(args, cwd=self.root, env=self.env(None, **extra))
+
+    def trace(self, *args, **extra):
+        return run(args, cwd=self.root, env=self.env("TRACE", **extra))
+
+    def dump(self):
+        return run(["-m", "cds.dump", str(self.list), str(self.archive)], cwd=self.root)
+
+    def share(self, *args, check=True, **extra):
+        return run(args, cwd=self.root, env=self.env("SHARE", **extra), check=check)
+
+    def build(self, *args, **extra):
+        """Trace ``args`` then dump the list into the archive."""
+        self.trace(*args, **extra)
+        self.dump()
+
+    def info(self, *args, **extra):
+        """Run ``args`` (a script path) under SHARE and return ``cds.info()`` at exit."""
+        probe = self.root / "_info_probe.py"
+        probe.write_text(
+            "import atexit, json, sys, runpy\n"
+            "def _dump():\n"
+            "    import cds\n"
+            "    sys.__stderr__.write('CDSINFO' + json.dumps(cds.info()) + '\\n')\n"
+            "atexit.register(_dump)\n"
+            "import os\n"
+            "sys.argv = sys.argv[1:]\n"
+            "script = os.path.abspath(sys.argv[0])\n"
+            "sys.path[0] = os.path.dirname(script)  # as if the script had been run directly\n"
+            "runpy.run_path(script, run_name='__main__')\n"
+        )
+        proc = self.share(str(probe), *args, **extra)
+        import json
+
+        line = [ln for ln in proc.stderr.splitlines() if ln.startswith("CDSINFO")][-1]
+        return json.loads(line[len("CDSINFO"):]), proc
+
+
+def rewrite_header(archive: Path, mutate):
+    """Apply ``mutate(bytearray)`` to an archive and recompute its header checksum, the way a
+    different but well-formed producer would (see docs/format.md)."""
+    b = bytearray(archive.read_bytes())
+    mutate(b)
+    ext_off = int.from_bytes(b[80:88], "little")
+    ext_count = int.from_bytes(b[76:80], "little")
+    blob_off = int.from_bytes(b[88:96], "little")
+    producer_len = int.from_bytes(b[120:124], "little")
+    crc = zlib.crc32(bytes(b[:124]))
+    crc = zlib.crc32(bytes(b[ext_off:ext_off + 24 * ext_count]), crc)
+    crc = zlib.crc32(bytes(b[blob_off:blob_off + producer_len]), crc)
+    b[124:128] = crc.to_bytes(4, "little")
+    archive.write_bytes(bytes(b))
