@@ -141,3 +141,28 @@ def test_venv_created_from_the_test_interpreter_sees_pycds(project, tmp_path):
         pytest.skip("the test interpreter is not itself in a venv")
     assert proc.stdout == "helper\n"
     assert PYTHON
+
+
+def test_type_patching_only_where_the_interpreter_moves(project):
+    """With a non-PIE interpreter that links libpython statically (Debian's python3.11), type
+    objects sit at the same address in every process: fixing modules up writes no pointer at
+    all. With a position-independent libpython (a shared-library build), type pointers are
+    patched."""
+    make(project)
+    probe = project.write("probe.py", """
+import sys
+from cds import _cds
+a = _cds.Archive(sys.argv[1])
+written = sum(a.fix_up_stats(i)[1] for i in range(a.stats()["modules"]))
+with open(sys.executable, "rb") as f:
+    elf_type = int.from_bytes(f.read(18)[16:18], "little")
+shared_libpython = any("libpython" in line for line in open("/proc/self/maps"))
+at_base = a.stats()["mapped_at"] == a.stats()["preferred_base"]
+print(written, elf_type == 2 and not shared_libpython and at_base)
+""")
+    out = run([str(probe), str(project.archive)], cwd=project.root).stdout.split()
+    written, fixed_types = int(out[0]), out[1] == "True"
+    if fixed_types:
+        assert written == 0
+    else:
+        assert written > 0

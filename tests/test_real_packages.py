@@ -45,4 +45,8 @@ def test_popular_packages_are_served(project):
     ratio = 1 - len(missing) / len(source)
     print(f"served {len(source) - len(missing)} of {len(source)} source modules ({ratio:.1%}); not served: {missing}")
     assert ratio >= 0.95, missing
-    assert data["info"]["fallbacks"] == {}
+    # The probe itself is a sitecustomize.py on PYTHONPATH: where the interpreter has its own
+    # sitecustomize (Debian's does), pycds rightly imports the probe normally instead of the
+    # archived system one. Nothing else may fall back.
+    fallbacks = {k: v for k, v in data["info"]["fallbacks"].items() if k != "sitecustomize"}
+    assert fallbacks == {}
