@@ -137,12 +137,14 @@ class ArchiveFinder:
     def __init__(self, path):
         self._path = path
         self._archive = None
-        self._opening = False
+        # True while the archive is being opened (importing the extension comes back through
+        # this finder: let it import normally) and, for good, once opening has failed.
+        self._passive = False
 
     def _open(self):
-        if self._opening:  # importing the extension comes back here: let it import normally
+        if self._passive:
             return None
-        self._opening = True
+        self._passive = True
         try:
             from cds import _cds
 
@@ -152,9 +154,8 @@ class ArchiveFinder:
             _say(1, f"archive not used, running normally: {exc}")
             # Stay in sys.meta_path (the import system may be iterating over it right now) but
             # answer nothing from now on.
-            self._opening = True
             return None
-        self._opening = False
+        self._passive = False
         self._archive = archive
         _say(2, f"serving from {self._path} ({archive.stats()['modules']} modules)")
         return archive
