@@ -96,22 +96,23 @@ archive pkg pkg
 archive several m_empty m_consts m_code pkg
 archive json json
 
-# Damaged copies: truncated, and one byte flipped in the header, the index, the blob and the
-# objects (each is rejected by a different check).
+# Damaged copies: truncated (refused by the file-size check), and one byte flipped in the header
+# (header checksum), in the first index entry's name offset (bounds check), in the last module's
+# data in the blob and in the objects (data checksum, checked when the module is loaded).
 "$PY" - "$OUT" <<'EOF'
 import os, struct, sys
 out = sys.argv[1]
 for base in ("consts", "several"):
     data = open(os.path.join(out, base + ".img"), "rb").read()
     index_off, = struct.unpack_from("<Q", data, 64)
-    blob_off, = struct.unpack_from("<Q", data, 88)
+    blob_off, blob_len = struct.unpack_from("<QQ", data, 88)
     objects_off, = struct.unpack_from("<Q", data, 104)
     variants = {
         "trunc_header": data[:100],
         "trunc_half": data[: len(data) // 2],
         "trunc_last": data[:-1],
     }
-    for where, at in (("header", 50), ("index", index_off + 3), ("blob", blob_off + 40),
+    for where, at in (("header", 50), ("index", index_off + 3), ("blob", blob_off + blob_len - 8),
                       ("objects", objects_off + 24)):
         b = bytearray(data)
         b[at] ^= 0x41
@@ -122,4 +123,4 @@ for base in ("consts", "several"):
 EOF
 
 echo "fuzz corpus in ${OUT#$ROOT/}:"
-ls -l "$OUT" | awk 'NR > 1 { printf "  %8d  %s\n", $5, $9 }'
+for f in "$OUT"/*.img; do printf "  %8d  %s\n" "$(stat -c %s "$f")" "${f##*/}"; done
