@@ -182,3 +182,17 @@ def test_interned_names_are_the_interpreters_interned_strings(project):
     info, shared = project.info("main.py")
     assert "names_mod" in info["served"]
     assert shared.stdout == project.plain("main.py").stdout == "True True\nTrue\n"
+
+
+def test_non_bmp_string_constants_convert_to_wchar(project):
+    """On 3.11 with a 4-byte wchar_t a UCS-4 string's data doubles as its wchar_t string;
+    conversions through wchar_t (ctypes, locale) must see the same characters as normally."""
+    project.write("wide.py", "S = 'UCS:\\xe9\\u20ac\\U0010ffff'\nT = 'plain \\U0001f600 emoji'\n")
+    project.write("main.py", "import ctypes, locale, wide\n"
+                             "print(repr(ctypes.create_unicode_buffer(wide.S).value), repr(ctypes.c_wchar_p(wide.T).value))\n"
+                             "print(locale.strcoll(wide.S, wide.S), locale.strxfrm(wide.T) == locale.strxfrm(wide.T))\n")
+    project.build("main.py")
+    info, shared = project.info("main.py")
+    assert "wide" in info["served"]
+    assert shared.stdout == project.plain("main.py").stdout
+    assert "\\U0010ffff" in shared.stdout

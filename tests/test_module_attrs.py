@@ -118,3 +118,15 @@ def test_python_dash_m_runs_archived_module(project):
     shared = project.share("-m", "pkg.tool", PYCDSVERBOSE="2")
     assert shared.stdout == plain.stdout == "tool __main__ pkg.tool True\n"
     assert "served pkg.tool" in shared.stderr
+
+
+def test_specs_and_loaders_compare_equal_to_a_normal_imports(project):
+    project.write("mod.py", "X = 1\n")
+    project.write("main.py", "import importlib.util, mod\n"
+                             "spec = importlib.util.spec_from_file_location('mod', mod.__file__)\n"
+                             "print(mod.__spec__ == spec, spec == mod.__spec__, mod.__loader__ == spec.loader,\n"
+                             "      spec.loader == mod.__loader__, hash(mod.__loader__) == hash(spec.loader))\n")
+    project.build("main.py")
+    info, shared = project.info("main.py")
+    assert "mod" in info["served"]
+    assert shared.stdout == project.plain("main.py").stdout == "True True True True True\n"

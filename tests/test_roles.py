@@ -145,3 +145,13 @@ def test_mode_without_its_files_runs_normally(project):
         assert proc.stdout == "hello [1]\n"
         assert proc.stderr.startswith("pycds: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert PYTHON
+
+
+def test_module_names_that_are_not_identifiers_are_archived(project):
+    """Like sysconfig's `_sysconfigdata__linux_x86_64-linux-gnu`: a real source module whose
+    name has a dash."""
+    project.write("odd-name_mod.py", "X = 'odd'\n")
+    project.write("main.py", "import importlib\nprint(importlib.import_module('odd-name_mod').X)\n")
+    project.build("main.py")
+    info, proc = project.info("main.py")
+    assert proc.stdout == "odd\n" and "odd-name_mod" in info["served"]

@@ -111,6 +111,17 @@ class ArchiveLoader(SourceFileLoader):
         self._cds_archive = archive
         self._cds_index = index
 
+    # Equal to (and hashed like) the SourceFileLoader a normal import makes for the same file,
+    # so that specs and loaders compare as they would without pycds. Being a subclass, this
+    # __eq__ is tried first in both directions.
+    def __eq__(self, other):
+        if type(other) in (SourceFileLoader, ArchiveLoader):
+            return self.name == other.name and self.path == other.path
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self.name) ^ hash(self.path)
+
     def get_code(self, fullname):
         if fullname == self.name and self._cds_archive is not None:
             try:

@@ -65,7 +65,9 @@ def read_list(path):
             else:
                 rec = {"name": line}
             name = rec["name"]
-            if not all(part.isidentifier() for part in name.split(".")):
+            # What the import system accepts: non-empty dotted parts that can name a file (not
+            # only identifiers: `_sysconfigdata__linux_x86_64-linux-gnu` is a real module).
+            if not all(part and part.isprintable() and not any(c in part for c in " /\\") for part in name.split(".")):
                 errors.append(f"line {number}: {name!r} is not a module name")
                 continue
             if name not in seen:

@@ -80,6 +80,19 @@ int main(void)
     FIELD(PyASCIIObject, wstr);
 #endif
     printf("];\n");
+#if PY_VERSION_HEX < 0x030C0000
+    /* With a 4-byte wchar_t, a UCS-4 string's wstr points at its own data (PyUnicode_New sets it,
+       and the wchar_t conversions rely on it): (offset of wstr, offset of wstr_length). */
+    if (sizeof(wchar_t) == 4) {
+        printf("pub const STR_WSTR_SHARED: Option<(usize, usize)> = Some((%llu, %llu));\n",
+               (unsigned long long)offsetof(PyASCIIObject, wstr),
+               (unsigned long long)offsetof(PyCompactUnicodeObject, wstr_length));
+    } else {
+        printf("pub const STR_WSTR_SHARED: Option<(usize, usize)> = None;\n");
+    }
+#else
+    printf("pub const STR_WSTR_SHARED: Option<(usize, usize)> = None;\n");
+#endif
     printf("pub const STR_COMPACT_CACHES: &[(&str, usize, usize)] = &[\n");
 #if PY_VERSION_HEX < 0x030C0000
     FIELD(PyASCIIObject, wstr);

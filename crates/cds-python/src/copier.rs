@@ -256,6 +256,18 @@ impl Copier<'_> {
         let new_state = state & !layout::STR_STATE_INTERNED;
         self.buf[off + layout::STR_STATE..off + layout::STR_STATE + 4].copy_from_slice(&new_state.to_ne_bytes());
         self.zero(if ascii { layout::STR_ASCII_CACHES } else { layout::STR_COMPACT_CACHES }, off);
+        if let (Some((wstr, wstr_length)), 4) = (layout::STR_WSTR_SHARED, kind) {
+            // SAFETY: caller contract; `wstr` is a pointer field inside the string's header.
+            let live = unsafe { std::ptr::read_unaligned((obj as *const u8).add(wstr) as *const usize) };
+            if live == obj as usize + layout::STR_COMPACT_SIZE {
+                // The data doubles as the wchar_t string: point the copy at its own data.
+                let data = off + layout::STR_COMPACT_SIZE;
+                self.put_u64(off + wstr, data as u64);
+                let slot = u32::try_from(off + wstr).map_err(|_| "module larger than 4 GiB".to_string())?;
+                self.relocs.push(Reloc { slot, target: RelocTarget::Internal });
+                self.put_i64(off + wstr_length, length as i64);
+            }
+        }
         Ok(Target::Internal { off, intern: state & layout::STR_STATE_INTERNED != 0, frozenset: false })
     }
 

@@ -277,6 +277,16 @@ impl<'a> Validator<'a> {
         if !ok {
             return Err(format!("malformed string at {off}"));
         }
+        if let Some((wstr, wstr_length)) = layout::STR_WSTR_SHARED {
+            // Either no wchar_t cache, or (UCS-4 only) the string's own data, as CPython makes it.
+            let w = self.word(off + wstr as u64)?;
+            let own = self.actual + off + layout::STR_COMPACT_SIZE as u64;
+            let wlen = if ascii { 0 } else { self.word(off + wstr_length as u64)? as i64 };
+            let shared = kind == 4 && !ascii && w == own && wlen == length;
+            if !(w == 0 && wlen == 0 || shared) {
+                return Err(format!("string at {off} with a foreign wchar_t cache"));
+            }
+        }
         Ok(layout::str_size(ascii, kind, length as usize))
     }
 
