@@ -35,6 +35,14 @@ pub enum Kind {
     Code = 6,
 }
 
+/// Every archived type, in `Kind` order (so `KINDS[k as usize] == k`).
+pub const KINDS: [Kind; 7] = [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code];
+
+/// The kind whose `TYPE` external argument is `arg`.
+pub fn kind_from_arg(arg: i64) -> Option<Kind> {
+    usize::try_from(arg).ok().and_then(|i| KINDS.get(i).copied())
+}
+
 pub fn type_object(kind: Kind) -> *mut ffi::PyTypeObject {
     // Taking the address of a static type object exported by libpython reads nothing.
     match kind {
@@ -49,9 +57,7 @@ pub fn type_object(kind: Kind) -> *mut ffi::PyTypeObject {
 }
 
 pub fn kind_of(tp: *mut ffi::PyTypeObject) -> Option<Kind> {
-    [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code]
-        .into_iter()
-        .find(|&k| type_object(k) == tp)
+    KINDS.into_iter().find(|&k| type_object(k) == tp)
 }
 
 /// This process's address for `ext`, or `None` for an unknown kind or argument.
@@ -64,10 +70,7 @@ pub fn resolve(ext: External) -> Option<*mut ffi::PyObject> {
         let arg = ext.arg;
         let made = match ext.kind {
             TYPE => {
-                let kind = [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code]
-                    .into_iter()
-                    .find(|&k| k as i64 == arg)?;
-                return Some(type_object(kind).cast());
+                return Some(type_object(kind_from_arg(arg)?).cast());
             }
             NONE => return Some(ffi::Py_None()),
             TRUE => return Some(ffi::Py_True()),
@@ -188,9 +191,8 @@ pub fn type_external(kind: Kind) -> External {
 /// What kind of object an external is, for the structural validation of archived objects.
 pub fn class_of(ext: External) -> Option<crate::validate::ExtClass> {
     use crate::validate::ExtClass;
-    let all = [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code];
     Some(match ext.kind {
-        TYPE => ExtClass::Type(all.into_iter().find(|&k| k as i64 == ext.arg)?),
+        TYPE => ExtClass::Type(kind_from_arg(ext.arg)?),
         NONE | TRUE | FALSE | ELLIPSIS => ExtClass::Singleton,
         SMALL_INT => ExtClass::Value(Kind::Int, -1),
         EMPTY_TUPLE => ExtClass::Value(Kind::Tuple, 0),

@@ -8,7 +8,7 @@
 
 use cds_archive::AddrMap;
 
-use crate::externals::Kind;
+use crate::externals::{Kind, KINDS};
 use crate::layout;
 
 /// What an external address is, for the purpose of checking the slots that point at it.
@@ -57,7 +57,7 @@ impl SlotClasses {
 }
 
 const MAX_DEPTH: usize = 512;
-const KINDS: [Kind; 7] = [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code];
+
 
 pub struct Validator<'a> {
     objects: &'a [u8],
@@ -235,7 +235,7 @@ impl<'a> Validator<'a> {
             }
             _ => {}
         }
-        self.state[unit] = 2 + KINDS.iter().position(|&k| k == kind).expect("a kind") as u8;
+        self.state[unit] = 2 + kind as u8;
         Ok(())
     }
 
