@@ -267,7 +267,7 @@ def parse_junit(path: Path):
         if name is None:
             # regrtest leaves a test case whose subtests failed without a name (and without
             # its traceback): it is the test run right after the previous one
-            name, outcome = f"<test with failed subtests, run after {previous}>", "failure"
+            name, outcome = f"{UNNAMED}, run after {previous}>", "failure"
         else:
             previous = name
             if tc.get("classname"):
@@ -344,7 +344,7 @@ def run_phase(suite, phase, cmd, cwd, env_extra, timeout):
         result_line = f"TIMEOUT after {timeout}s; " + result_line
     procs = read_infos(info_dir, proc.pid)
     run = Run(phase, rc, seconds, cases, count(cases), result_line, procs, str(out_path))
-    run.messages = messages
+    run.messages, run.main_pid = messages, proc.pid
     return run
 
 
@@ -400,32 +400,62 @@ class Suite:
         self.phase("trace", timeout)
         self.dump()
         self.phase("share", timeout)
-        self.diffs["trace"] = diff(self.runs["plain"], self.runs["trace"])
-        self.diffs["share"] = diff(self.runs["plain"], self.runs["share"])
-        if not self.diffs["share"]:
-            self.verdict = "same"
-            return
-        if reruns < 1:
-            self.verdict = "DIFFERENT (not re-run)"
+        self.compare()
+        if self.verdict == "same" or reruns < 1:
             return
         log(f"  {self.name}: outcomes differ; running plain and SHARE once more")
         self.phase("plain2", timeout)
         self.phase("share2", timeout)
-        self.diffs["plain2"] = diff(self.runs["plain"], self.runs["plain2"])
-        self.diffs["share2"] = diff(self.runs["share"], self.runs["share2"])
-        self.diffs["second"] = diff(self.runs["plain2"], self.runs["share2"])
+        self.compare()
+
+    def compare(self):
+        """Name the test cases regrtest left unnamed, then set ``diffs`` and ``verdict``."""
+        r = self.runs
+        for phase, run in r.items():
+            name_unnamed(run, r["share"] if phase == "plain" else r["plain"])
+        self.diffs = {"trace": diff(r["plain"], r["trace"]), "share": diff(r["plain"], r["share"])}
+        if not self.diffs["share"]:
+            self.verdict = "same"
+            return
+        if "share2" not in r:
+            self.verdict = "DIFFERENT (not re-run)"
+            return
+        self.diffs["plain2"] = diff(r["plain"], r["plain2"])
+        self.diffs["share2"] = diff(r["share"], r["share2"])
+        self.diffs["second"] = diff(r["plain2"], r["share2"])
         first = {d[0] for d in self.diffs["share"]}
         second = {d[0] for d in self.diffs["second"]}
         if not second:
             self.verdict = "flaky: the difference did not recur"
         elif first & second and all(
-            self.runs["share"].cases.get(t) == self.runs["share2"].cases.get(t)
-            and self.runs["plain"].cases.get(t) == self.runs["plain2"].cases.get(t)
+            r["share"].cases.get(t) == r["share2"].cases.get(t)
+            and r["plain"].cases.get(t) == r["plain2"].cases.get(t)
             for t in first & second
         ):
             self.verdict = "DIFFERENT: recurs under SHARE"
         else:
             self.verdict = "unstable: differs in both rounds, not the same way"
+
+
+UNNAMED = "<test with failed subtests"
+
+
+def name_unnamed(run: Run, ref: Run):
+    """regrtest's JUnit XML leaves a test whose subtests failed without a name. Tests run in the
+    same order every time (no ``-r``), so when ``ref`` (another run of the same suite) has as
+    many test cases, the one at the same position is that test."""
+    if not any(k.startswith(UNNAMED) for k in run.cases) or len(run.cases) != len(ref.cases):
+        return
+    named = {}
+    messages = getattr(run, "messages", {})
+    for (key, outcome), ref_key in zip(run.cases.items(), ref.cases):
+        if key.startswith(UNNAMED) and not ref_key.startswith(UNNAMED):
+            new = ref_key if ref_key not in run.cases else ref_key + " (subtests)"
+            if key in messages:
+                messages[new] = messages.pop(key)
+            key = new
+        named[key] = outcome
+    run.cases = named
 
 
 def diff(a: Run, b: Run):
@@ -513,12 +543,18 @@ def fmt_counts(run: Run):
     return c["run"], c["passed"], c["failed"], c["skipped"]
 
 
-def write_report(suites, args, out_path: Path, started, elapsed):
-    analysis = HERE / "analysis.md"
+def checkout_state():
+    """The commit the pycds wheel is built from, and whether python/ or crates/ have local
+    changes on top of it."""
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "python",
                             "crates"], capture_output=True, text=True).stdout.strip()
+    return commit, bool(dirty)
+
+
+def write_report(suites, args, out_path: Path, started, elapsed, commit, dirty):
+    analysis = HERE / "analysis.md"
     cmd = "/work/main/.venv/bin/python tests/suites/run_suites.py " + " ".join(args.argv)
     L = []
     L.append("# Real test suites under SHARE\n")
@@ -670,19 +706,48 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0][:40]
 
 
-def save_json(suites, path: Path):
+def save_json(suites, path: Path, meta: dict):
     data = []
     for s in suites:
         data.append({
-            "suite": s.name, "kind": s.kind, "verdict": s.verdict, "dump": s.dump_summary,
-            "dump_notes": s.dump_notes,
-            "diffs": s.diffs,
+            "suite": s.name, "kind": s.kind, "dir": str(s.dir), "verdict": s.verdict,
+            "dump": s.dump_summary, "dump_notes": s.dump_notes, "diffs": s.diffs,
             "runs": {p: {"returncode": r.returncode, "seconds": r.seconds, "counts": r.counts,
-                         "result": r.result_line, "log": r.log,
+                         "result": r.result_line, "log": r.log, "main_pid": r.main_pid,
                          "served": served_stats(r) if p.startswith("share") else None}
                      for p, r in s.runs.items()},
         })
-    path.write_text(json.dumps(data, indent=1, default=str))
+    path.write_text(json.dumps({**meta, "suites": data}, indent=1, default=str))
+
+
+def load_suites(path: Path):
+    """The suites of an earlier run, from results.json and the JUnit XML and cds.info() files
+    its runs left under .work/runs (for --report-only)."""
+    data = json.loads(path.read_text())
+    if isinstance(data, list):  # written before the metadata was saved
+        data = {"suites": data, "argv": [], "timeout": 900,
+                "started": (WORK / "wheels").stat().st_mtime,
+                "elapsed": path.stat().st_mtime - (WORK / "wheels").stat().st_mtime}
+    suites = []
+    for d in data["suites"]:
+        s = Suite(d["suite"])
+        s.kind = d["kind"]
+        s.dir = Path(d["dir"]) if "dir" in d else WORK / "runs" / d["suite"].split()[0]
+        s.dump_summary, s.dump_notes, s.verdict = d["dump"], d["dump_notes"], d["verdict"]
+        for phase, r in d["runs"].items():
+            pdir = s.dir / phase
+            cases, messages = parse_junit(pdir / "junit.xml")
+            pids = [int(f.stem.split("-")[1]) for f in (pdir / "info").glob("info-*.txt")]
+            # the main process started first: without its pid on record, the lowest one
+            main_pid = r.get("main_pid") or min(pids, default=0)
+            run = Run(phase, r["returncode"], r["seconds"], cases, count(cases), r["result"],
+                      read_infos(pdir / "info", main_pid), r["log"])
+            run.messages, run.main_pid = messages, main_pid
+            s.runs[phase] = run
+        if "plain" in s.runs and "share" in s.runs and "trace" in s.runs:
+            s.compare()
+        suites.append(s)
+    return suites, data
 
 
 def main(argv=None):
@@ -700,13 +765,28 @@ def main(argv=None):
     ap.add_argument("--reuse-venvs", action="store_true",
                     help="keep the venvs of an earlier run instead of rebuilding pycds")
     ap.add_argument("--output", type=Path, help="where to write the report")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: write the report again from the last run's results "
+                         "(.work/results.json and .work/runs), say after editing analysis.md")
     args = ap.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     partial = args.quick or args.only or args.no_stdlib or args.no_third_party
     out_path = args.output or (WORK / "RESULTS-partial.md" if partial else HERE / "RESULTS.md")
 
+    if args.report_only:
+        suites, meta = load_suites(WORK / "results.json")
+        args.argv, args.timeout = meta["argv"], meta["timeout"]
+        partial = any(a in ("--quick", "--only", "--no-stdlib", "--no-third-party")
+                      for a in args.argv)
+        out_path = args.output or (WORK / "RESULTS-partial.md" if partial else HERE / "RESULTS.md")
+        started = datetime.datetime.fromtimestamp(meta["started"], datetime.timezone.utc)
+        write_report(suites, args, out_path, started, meta["elapsed"], meta["commit"],
+                     meta["dirty"])
+        return 0
+
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
+    commit, dirty = checkout_state()
     WORK.mkdir(exist_ok=True)
 
     stdlib = [] if args.no_stdlib else (STDLIB_QUICK if args.quick else STDLIB_TESTS)
@@ -753,9 +833,11 @@ def main(argv=None):
             s.verdict = f"runner error: {type(exc).__name__}: {exc}"
             log(f"  {s.name}: {s.verdict}")
         log(f"  {s.name}: {s.verdict}")
-        save_json(suites[:i], WORK / "results.json")
+        save_json(suites[:i], WORK / "results.json",
+                  {"argv": args.argv, "timeout": args.timeout, "started": started.timestamp(),
+                   "elapsed": time.monotonic() - t0, "commit": commit, "dirty": dirty})
 
-    write_report(suites, args, out_path, started, time.monotonic() - t0)
+    write_report(suites, args, out_path, started, time.monotonic() - t0, commit, dirty)
     bad = [s for s in suites if s.verdict != "same"]
     print()
     print(out_path.read_text().split("\n## ")[0])
