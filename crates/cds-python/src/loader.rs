@@ -45,6 +45,8 @@ pub struct Check {
 /// The externals as this process sees them.
 struct Resolved {
     map: ExternalMap,
+    /// Some external has another address here than in the dumper (computed once, not per module).
+    moves: bool,
     /// This process's external addresses with what they are.
     classes: AddrMap<ExtClass>,
 }
@@ -199,7 +201,8 @@ impl LoadedArchive {
                 actual.push(addr);
                 classes.insert(addr, externals::class_of(x).ok_or_else(unknown)?);
             }
-            Ok(Resolved { map: ExternalMap::new(&self.view.external_addrs(), &actual), classes })
+            let map = ExternalMap::new(&self.view.external_addrs(), &actual);
+            Ok(Resolved { moves: map.moves_anything(), map, classes })
         });
         r.as_ref().map_err(|e| e.clone())
     }
@@ -214,7 +217,7 @@ impl LoadedArchive {
         // interpreter (state is Fresh), so nothing else references these bytes.
         let objects = unsafe { self.map.range_mut(start, len) };
         let externals = self.externals()?;
-        if externals.map.moves_anything() || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS {
+        if externals.moves || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS {
             // Every object's header will be written (type pointers that differ in this process,
             // or reference counts on interpreters without immortal objects).
             self.map.populate_for_write(start, len);
@@ -284,13 +287,8 @@ impl LoadedArchive {
                 }
             }
         }
+        // The validator checked that the root is an archived code object.
         let root = actual + entry.root;
-        // SAFETY: the root offset is inside the module (checked by `Archive::entry`) and aligned;
-        // its type pointer was patched by `relocate`.
-        let is_code = unsafe { ffi::Py_TYPE(root as *mut ffi::PyObject) } == externals::type_object(Kind::Code);
-        if !is_code {
-            return Err(format!("root object of {} is not a code object", entry.name));
-        }
         Ok((root as *mut ffi::PyObject, FixStats { relocs: st.relocs, written: st.written }))
     }
 }
