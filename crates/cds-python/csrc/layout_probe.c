@@ -6,11 +6,19 @@
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* PyBytesObject.ob_shash */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "internal/pycore_gc.h"
 #include "internal/pycore_global_objects.h"
+#if PY_VERSION_HEX >= 0x030C0000
+#include "internal/pycore_code.h"     /* _Py_CODEUNIT */
+#include "internal/pycore_interp.h"   /* PyInterpreterState: the function version counter */
+#endif
+#if PY_VERSION_HEX >= 0x030E0000
+#include "internal/pycore_runtime_structs.h"  /* _PY_NSMALL*INTS */
+#endif
 
 #define CONST(name, value) printf("pub const %s: usize = %llu;\n", name, (unsigned long long)(value))
 #define OFF(name, type, field) CONST(name, offsetof(type, field))
@@ -37,7 +45,20 @@ int main(void)
     OFF("OB_TYPE", PyObject, ob_type);
     OFF("OB_SIZE", PyVarObject, ob_size);
     CONST("GC_HEAD_SIZE", sizeof(PyGC_Head));
-#if PY_VERSION_HEX >= 0x030C0000
+#if defined(_Py_IMMORTAL_FLAGS)
+    /* 3.14: the refcount word of a non-static immortal object as _Py_SetImmortalUntracked
+       leaves it: the initial immortal count, and ob_flags marking it immortal (not static). */
+    {
+        PyObject o;
+        long long word = 0;
+        memset(&o, 0, sizeof o);
+        o.ob_refcnt = (uint32_t)_Py_IMMORTAL_INITIAL_REFCNT;
+        o.ob_flags = _Py_IMMORTAL_FLAGS;
+        memcpy(&word, (char *)&o + offsetof(PyObject, ob_refcnt), sizeof word);
+        printf("pub const ARCHIVED_REFCNT: isize = %lld;\n", word);
+    }
+    printf("pub const IMMORTAL_OBJECTS: bool = true;\n");
+#elif PY_VERSION_HEX >= 0x030C0000
     printf("pub const ARCHIVED_REFCNT: isize = %lld;\n", (long long)_Py_IMMORTAL_REFCNT);
     printf("pub const IMMORTAL_OBJECTS: bool = true;\n");
 #else
@@ -52,12 +73,40 @@ int main(void)
 
     /* tuple, bytes, int, float, complex */
     OFF("TUPLE_ITEMS", PyTupleObject, ob_item);
+#if PY_VERSION_HEX >= 0x030E0000
+    /* 3.14: a tuple caches its hash, which depends on the process's string hash seed. */
+    printf("pub const TUPLE_HASH: Option<usize> = Some(%llu);\n",
+           (unsigned long long)offsetof(PyTupleObject, ob_hash));
+#else
+    printf("pub const TUPLE_HASH: Option<usize> = None;\n");
+#endif
     OFF("BYTES_HASH", PyBytesObject, ob_shash);
     OFF("BYTES_DATA", PyBytesObject, ob_sval);
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12+: the digit count lives in lv_tag, above the sign (and flag) bits. */
+    OFF("LONG_DIGITS", PyLongObject, long_value.ob_digit);
+    OFF("LONG_SIZE_WORD", PyLongObject, long_value.lv_tag);
+    CONST("LONG_NON_SIZE_BITS", _PyLong_NON_SIZE_BITS);
+    CONST("LONG_SIGN_MASK", _PyLong_SIGN_MASK);
+    printf("pub const LONG_TAGGED: bool = true;\n");
+#else
+    /* 3.11: the signed digit count is ob_size. */
     OFF("LONG_DIGITS", PyLongObject, ob_digit);
+    OFF("LONG_SIZE_WORD", PyVarObject, ob_size);
+    CONST("LONG_NON_SIZE_BITS", 0);
+    CONST("LONG_SIGN_MASK", 0);
+    printf("pub const LONG_TAGGED: bool = false;\n");
+#endif
     CONST("LONG_DIGIT_SIZE", sizeof(digit));
     CONST("FLOAT_SIZE", sizeof(PyFloatObject));
     CONST("COMPLEX_SIZE", sizeof(PyComplexObject));
+    /* slice: a constant since 3.14 (the compiler folds constant subscripts). */
+    CONST("SLICE_SIZE", sizeof(PySliceObject));
+    printf("pub const SLICE_ITEMS: &[(&str, usize, usize)] = &[\n");
+    FIELD(PySliceObject, start);
+    FIELD(PySliceObject, stop);
+    FIELD(PySliceObject, step);
+    printf("];\n");
 
     /* str */
     CONST("STR_ASCII_SIZE", sizeof(PyASCIIObject));
@@ -71,8 +120,13 @@ int main(void)
     STATE_MASK("STR_STATE_ASCII", ascii, 1);
 #if PY_VERSION_HEX < 0x030C0000
     STATE_MASK("STR_STATE_READY", ready, 1);
+    printf("pub const STR_STATE_STATIC: u32 = 0;\n");
 #else
     printf("pub const STR_STATE_READY: u32 = 0;\n");
+    /* Marks a string that lives outside the allocator: set on every archived string, so that
+       if one is ever interned in place and released at finalization (3.14 makes interned
+       immortal strings mortal then), unicode_dealloc re-immortalizes it instead of freeing it. */
+    STATE_MASK("STR_STATE_STATIC", statically_allocated, 1);
 #endif
     /* Lazily filled caches that an archived string must start without. */
     printf("pub const STR_ASCII_CACHES: &[(&str, usize, usize)] = &[\n");
@@ -121,8 +175,30 @@ int main(void)
     FIELD(PyCodeObject, _co_code);
     FIELD(PyCodeObject, _co_linearray);
     FIELD(PyCodeObject, _co_linearray_entry_size);
+#else
+    FIELD(PyCodeObject, _co_cached);
+    FIELD(PyCodeObject, _co_instrumentation_version);
+    FIELD(PyCodeObject, _co_monitoring);
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    FIELD(PyCodeObject, co_executors);
+#endif
+#if PY_VERSION_HEX >= 0x030E0000
+    /* Set only by free-threaded builds; 0 is "no id". */
+    FIELD(PyCodeObject, _co_unique_id);
 #endif
     printf("];\n");
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12+: each code object carries a version, drawn from a per-interpreter counter when it is
+       made, that functions made from it inherit and specialized calls guard on. */
+    printf("pub const CODE_VERSION: Option<usize> = Some(%llu);\n",
+           (unsigned long long)offsetof(PyCodeObject, co_version));
+    printf("pub const INTERP_NEXT_CODE_VERSION: Option<usize> = Some(%llu);\n",
+           (unsigned long long)offsetof(PyInterpreterState, func_state.next_version));
+#else
+    printf("pub const CODE_VERSION: Option<usize> = None;\n");
+    printf("pub const INTERP_NEXT_CODE_VERSION: Option<usize> = None;\n");
+#endif
     OFF("CODE_NLOCALSPLUS", PyCodeObject, co_nlocalsplus);
     OFF("CODE_BYTECODE", PyCodeObject, co_code_adaptive);
     CONST("CODE_UNIT_SIZE", sizeof(_Py_CODEUNIT));

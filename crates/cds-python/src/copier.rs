@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use cds_archive::{ArchiveBuilder, Fixup, FixupKind, ModuleInput, Reloc, RelocTarget};
 use pyo3::ffi;
 
+use crate::code_versions;
 use crate::externals::{self, Kind};
 use crate::layout;
 
@@ -20,6 +21,8 @@ enum Target {
 
 pub struct Copier<'b> {
     builder: &'b mut ArchiveBuilder,
+    /// Code objects numbered so far in this archive (see `code_versions`).
+    code_count: &'b mut u32,
     buf: Vec<u8>,
     relocs: Vec<Reloc>,
     fixups: Vec<Fixup>,
@@ -28,13 +31,24 @@ pub struct Copier<'b> {
 
 /// Copies `code` (a live code object the caller holds) into an archive module. The caller holds
 /// the GIL and keeps `code` alive for the duration of the call.
+/// `code_count` counts the archive's code objects across modules.
 pub fn copy_module(
     builder: &mut ArchiveBuilder,
+    code_count: &mut u32,
     code: *mut ffi::PyObject,
 ) -> Result<(Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>), String> {
-    let mut c = Copier { builder, buf: Vec::new(), relocs: Vec::new(), fixups: Vec::new(), memo: HashMap::new() };
+    let start = *code_count;
+    let mut c = Copier { builder, code_count, buf: Vec::new(), relocs: Vec::new(), fixups: Vec::new(), memo: HashMap::new() };
     // SAFETY: the caller contract above; every object reached is owned (transitively) by `code`.
-    let root = unsafe { c.target(code)? };
+    let root = unsafe { c.target(code) };
+    let root = match root {
+        Ok(r) => r,
+        Err(e) => {
+            // The module is skipped: its versions are not used.
+            *c.code_count = start;
+            return Err(e);
+        }
+    };
     match root {
         Target::Internal { off, .. } => {
             // SAFETY: `code` is a live object.
@@ -169,7 +183,9 @@ impl Copier<'_> {
                     Target::Internal { off, intern: false, frozenset: false }
                 }
                 Kind::Int => {
-                    let size = layout::long_size(ffi::Py_SIZE(obj));
+                    let word = std::ptr::read_unaligned((obj as *const u8).add(layout::LONG_SIZE_WORD) as *const u64);
+                    let digits = layout::long_digits(word).ok_or("int constant with an unknown size word")?;
+                    let size = layout::long_size(digits);
                     let off = self.copy_raw(obj, size, kind)?;
                     Target::Internal { off, intern: false, frozenset: false }
                 }
@@ -179,6 +195,17 @@ impl Copier<'_> {
                 }
                 Kind::Complex => {
                     let off = self.copy_raw(obj, layout::COMPLEX_SIZE, kind)?;
+                    Target::Internal { off, intern: false, frozenset: false }
+                }
+                Kind::Slice => {
+                    let off = self.copy_raw(obj, layout::SLICE_SIZE, kind)?;
+                    for &(_, field, _) in layout::SLICE_ITEMS {
+                        let item = std::ptr::read_unaligned((obj as *const u8).add(field) as *const *mut ffi::PyObject);
+                        if item.is_null() {
+                            return Err("slice constant with a NULL field".into());
+                        }
+                        self.link(off + field, item)?;
+                    }
                     Target::Internal { off, intern: false, frozenset: false }
                 }
                 Kind::Tuple => {
@@ -201,6 +228,9 @@ impl Copier<'_> {
         let size = layout::TUPLE_ITEMS + items.len() * 8;
         // SAFETY: caller contract; a tuple of n items has TUPLE_ITEMS + 8n bytes.
         let off = unsafe { self.copy_raw(proto, size, Kind::Tuple)? };
+        if let Some(hash) = layout::TUPLE_HASH {
+            self.put_i64(off + hash, -1);
+        }
         for (i, &item) in items.iter().enumerate() {
             // SAFETY: caller contract.
             unsafe { self.link(off + layout::TUPLE_ITEMS + 8 * i, item)? };
@@ -253,7 +283,8 @@ impl Copier<'_> {
         // SAFETY: a compact string occupies exactly `size` bytes (layout::str_size).
         let off = unsafe { self.copy_raw(obj, size, Kind::Str)? };
         self.put_i64(off + layout::STR_HASH, -1);
-        let new_state = state & !layout::STR_STATE_INTERNED;
+        // Not interned (fix-ups intern at load), and marked as living outside the allocator.
+        let new_state = (state & !(layout::STR_STATE_INTERNED | layout::STR_STATE_STATIC)) | layout::STR_STATE_STATIC;
         self.buf[off + layout::STR_STATE..off + layout::STR_STATE + 4].copy_from_slice(&new_state.to_ne_bytes());
         self.zero(if ascii { layout::STR_ASCII_CACHES } else { layout::STR_COMPACT_CACHES }, off);
         if let (Some((wstr, wstr_length)), 4) = (layout::STR_WSTR_SHARED, kind) {
@@ -273,39 +304,62 @@ impl Copier<'_> {
 
     /// SAFETY (caller): GIL held, `obj` a live code object.
     unsafe fn copy_code(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
-        // SAFETY: caller contract. The size is the type's own var-size formula; `co_code` is the
-        // un-specialized bytecode, exactly as long as the inline bytecode area.
-        unsafe {
+        // SAFETY: caller contract. The size is the type's own var-size formula.
+        let off = unsafe {
             let tp = ffi::Py_TYPE(obj);
             let units = ffi::Py_SIZE(obj) as usize;
             let size = (*tp).tp_basicsize as usize + units * (*tp).tp_itemsize as usize;
-            let code_bytes = ffi::PyObject_GetAttrString(obj, c"co_code".as_ptr());
-            if code_bytes.is_null() {
-                ffi::PyErr_Clear();
-                return Err("code object without co_code".into());
-            }
-            let n = ffi::PyBytes_Size(code_bytes) as usize;
-            if n != units * layout::CODE_UNIT_SIZE {
-                ffi::Py_DECREF(code_bytes);
-                return Err("co_code length does not match the code object".into());
-            }
-            let off = self.copy_raw(obj, size, Kind::Code);
-            if let Ok(off) = off {
-                let src = std::slice::from_raw_parts(ffi::PyBytes_AsString(code_bytes) as *const u8, n);
-                let at = off + layout::CODE_BYTECODE;
-                self.buf[at..at + n].copy_from_slice(src);
-            }
-            ffi::Py_DECREF(code_bytes);
-            let off = off?;
-            self.zero(layout::CODE_CACHES, off);
-            for &(_, field, _) in layout::CODE_OBJECTS {
-                let child = std::ptr::read_unaligned((obj as *const u8).add(field) as *const *mut ffi::PyObject);
-                if child.is_null() {
-                    return Err("code object with a NULL field".into());
-                }
-                self.link(off + field, child)?;
-            }
-            Ok(Target::Internal { off, intern: false, frozenset: false })
+            check_fresh(obj, units)?;
+            self.copy_raw(obj, size, Kind::Code)?
+        };
+        self.zero(layout::CODE_CACHES, off);
+        if let Some(field) = layout::CODE_VERSION {
+            let v = code_versions::archived(*self.code_count)
+                .ok_or("more code objects than one archive may hold")?;
+            *self.code_count += 1;
+            self.buf[off + field..off + field + 4].copy_from_slice(&v.to_ne_bytes());
         }
+        for &(_, field, _) in layout::CODE_OBJECTS {
+            // SAFETY: caller contract; `field` is a pointer field of the code object.
+            let child = unsafe { std::ptr::read_unaligned((obj as *const u8).add(field) as *const *mut ffi::PyObject) };
+            if child.is_null() {
+                return Err("code object with a NULL field".into());
+            }
+            // SAFETY: caller contract; the child is owned by the live code object.
+            unsafe { self.link(off + field, child)? };
+        }
+        Ok(Target::Internal { off, intern: false, frozenset: false })
+    }
+}
+
+/// The inline bytecode is archived as the interpreter left it when it made the code object (on
+/// 3.12+ that includes the warm-up counters it writes into cache entries); it must not have run.
+/// `co_code` is the un-specialized view, with cache entries zeroed: every unit of the inline
+/// bytecode must equal it, or be a cache entry (zero in `co_code`).
+///
+/// SAFETY (caller): GIL held, `obj` a live code object with `units` code units.
+unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), String> {
+    // SAFETY: caller contract; `co_code` is a new bytes object, released below.
+    unsafe {
+        let code_bytes = ffi::PyObject_GetAttrString(obj, c"co_code".as_ptr());
+        if code_bytes.is_null() {
+            ffi::PyErr_Clear();
+            return Err("code object without co_code".into());
+        }
+        let n = ffi::PyBytes_Size(code_bytes) as usize;
+        let result = if n != units * layout::CODE_UNIT_SIZE {
+            Err("co_code length does not match the code object".to_string())
+        } else {
+            let plain = std::slice::from_raw_parts(ffi::PyBytes_AsString(code_bytes) as *const u8, n);
+            let live = std::slice::from_raw_parts((obj as *const u8).add(layout::CODE_BYTECODE), n);
+            let unit = layout::CODE_UNIT_SIZE;
+            let ran = plain
+                .chunks_exact(unit)
+                .zip(live.chunks_exact(unit))
+                .any(|(p, l)| p != l && p.iter().any(|&b| b != 0));
+            if ran { Err("code object has run (its bytecode is specialized)".to_string()) } else { Ok(()) }
+        };
+        ffi::Py_DECREF(code_bytes);
+        result
     }
 }

@@ -33,10 +33,13 @@ pub enum Kind {
     Float = 4,
     Complex = 5,
     Code = 6,
+    /// A constant only on 3.14+, where the compiler folds constant subscripts.
+    Slice = 7,
 }
 
 /// Every archived type, in `Kind` order (so `KINDS[k as usize] == k`).
-pub const KINDS: [Kind; 7] = [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code];
+pub const KINDS: [Kind; 8] =
+    [Kind::Str, Kind::Bytes, Kind::Tuple, Kind::Int, Kind::Float, Kind::Complex, Kind::Code, Kind::Slice];
 
 /// The kind whose `TYPE` external argument is `arg`.
 pub fn kind_from_arg(arg: i64) -> Option<Kind> {
@@ -53,6 +56,7 @@ pub fn type_object(kind: Kind) -> *mut ffi::PyTypeObject {
         Kind::Float => &raw mut ffi::PyFloat_Type,
         Kind::Complex => &raw mut ffi::PyComplex_Type,
         Kind::Code => &raw mut ffi::PyCode_Type,
+        Kind::Slice => &raw mut ffi::PySlice_Type,
     }
 }
 

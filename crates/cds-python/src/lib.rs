@@ -3,6 +3,7 @@
 //! resolves interpreter externals (`externals`). Layout facts come from `layout`, generated from
 //! the interpreter's headers at build time. The Python package `cds` drives it.
 
+mod code_versions;
 mod copier;
 mod externals;
 mod fingerprint;
@@ -134,6 +135,7 @@ impl Archive {
 #[pyclass(module = "cds._cds")]
 struct ArchiveWriter {
     builder: Option<ArchiveBuilder>,
+    code_count: u32,
 }
 
 #[pymethods]
@@ -141,7 +143,7 @@ impl ArchiveWriter {
     #[new]
     fn new() -> Self {
         let (fp, description) = fingerprint::current();
-        ArchiveWriter { builder: Some(ArchiveBuilder::new(fp, &description, PREFERRED_BASE)) }
+        ArchiveWriter { builder: Some(ArchiveBuilder::new(fp, &description, PREFERRED_BASE)), code_count: 0 }
     }
 
     /// Archives module `name` from its code object. `search` lists the search locations, in
@@ -163,7 +165,7 @@ impl ArchiveWriter {
         if builder.contains(name) {
             return Err(err(format!("{name} is already in the archive")));
         }
-        let parts = copier::copy_module(builder, code.as_ptr()).map_err(|e| err(format!("{name}: {e}")))?;
+        let parts = copier::copy_module(builder, &mut self.code_count, code.as_ptr()).map_err(|e| err(format!("{name}: {e}")))?;
         let size = parts.0.len();
         let search = search
             .into_iter()

@@ -7,12 +7,13 @@ use std::sync::{Mutex, OnceLock};
 use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
 use pyo3::ffi;
 
+use crate::code_versions;
 use crate::externals::{self, Kind};
 use crate::fingerprint;
 use crate::layout;
 use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
-use crate::validate::{ExtClass, SlotClass, Validator};
+use crate::validate::{ExtClass, SlotClass, TypeFacts, Validator};
 
 enum ModState {
     Fresh,
@@ -49,6 +50,7 @@ struct Resolved {
     moves: bool,
     /// This process's external addresses with what they are.
     classes: AddrMap<ExtClass>,
+    facts: TypeFacts,
 }
 
 pub struct FixStats {
@@ -102,6 +104,7 @@ impl LoadedArchive {
                 format!("{path} was made by another interpreter or build: made by {producer}; this is {me}")
             });
         }
+        code_versions::reserve().map_err(|e| format!("{path} cannot be used: {e}"))?;
         let count = view.module_count() as usize;
         Ok(LoadedArchive {
             view,
@@ -202,7 +205,7 @@ impl LoadedArchive {
                 classes.insert(addr, externals::class_of(x).ok_or_else(unknown)?);
             }
             let map = ExternalMap::new(&self.view.external_addrs(), &actual);
-            Ok(Resolved { moves: map.moves_anything(), map, classes })
+            Ok(Resolved { moves: map.moves_anything(), map, classes, facts: type_facts() })
         });
         r.as_ref().map_err(|e| e.clone())
     }
@@ -226,12 +229,7 @@ impl LoadedArchive {
         let preferred = self.view.header.preferred_base + entry.objects_file_off;
         let actual = self.map.addr() + entry.objects_file_off;
         let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
-        // SAFETY: reading the static type object's size fields, which never change.
-        let (basic, item) = unsafe {
-            let tp = externals::type_object(Kind::Code);
-            ((*tp).tp_basicsize as usize, (*tp).tp_itemsize as usize)
-        };
-        let slot_classes = Validator::new(objects, actual, &externals.classes, basic, item)
+        let slot_classes = Validator::new(objects, actual, &externals.classes, externals.facts)
             .run(entry.root)
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();
@@ -266,6 +264,15 @@ impl LoadedArchive {
                             }
                             Some(_) => {}
                             None => {
+                                if !layout::INTERN_IN_PLACE {
+                                    // The validator checked the string's kind, size and bounds.
+                                    let copy = heap_copy(obj);
+                                    if copy.is_null() {
+                                        ffi::PyErr_Clear();
+                                        return Err(format!("cannot intern a string of {}", entry.name));
+                                    }
+                                    *slot = copy;
+                                }
                                 ffi::PyUnicode_InternInPlace(slot);
                                 interned.insert(obj as u64, *slot as u64);
                             }
@@ -290,6 +297,37 @@ impl LoadedArchive {
         // The validator checked that the root is an archived code object.
         let root = actual + entry.root;
         Ok((root as *mut ffi::PyObject, FixStats { relocs: st.relocs, written: st.written }))
+    }
+}
+
+/// The archived types' facts in this interpreter.
+fn type_facts() -> TypeFacts {
+    // SAFETY: reading fields of static built-in type objects, which never change once the
+    // interpreter is running.
+    unsafe {
+        let code = externals::type_object(Kind::Code);
+        let gc = externals::KINDS
+            .iter()
+            .filter(|&&k| ffi::PyType_HasFeature(externals::type_object(k), ffi::Py_TPFLAGS_HAVE_GC) != 0)
+            .fold(0u16, |m, &k| m | 1 << k as u16);
+        TypeFacts { code_basicsize: (*code).tp_basicsize as usize, code_itemsize: (*code).tp_itemsize as usize, gc }
+    }
+}
+
+/// A new heap string equal to the archived string `obj`.
+///
+/// SAFETY (caller): GIL held; `obj` is a validated archived compact string (its kind, length and
+/// data lie inside the module).
+unsafe fn heap_copy(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: caller contract; the header fields and the data read are inside the string.
+    unsafe {
+        let p = obj as *const u8;
+        let state = std::ptr::read_unaligned(p.add(layout::STR_STATE) as *const u32);
+        let length = std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize);
+        let kind = layout::state_field(state, layout::STR_STATE_KIND) as i32;
+        let ascii = state & layout::STR_STATE_ASCII != 0;
+        let data = p.add(if ascii { layout::STR_ASCII_SIZE } else { layout::STR_COMPACT_SIZE });
+        ffi::PyUnicode_FromKindAndData(kind, data.cast(), length)
     }
 }
 

@@ -8,6 +8,7 @@
 
 use cds_archive::AddrMap;
 
+use crate::code_versions;
 use crate::externals::{Kind, KINDS};
 use crate::layout;
 
@@ -58,13 +59,20 @@ impl SlotClasses {
 
 const MAX_DEPTH: usize = 512;
 
+/// Facts the validator needs from the running interpreter's type objects.
+#[derive(Clone, Copy)]
+pub struct TypeFacts {
+    pub code_basicsize: usize,
+    pub code_itemsize: usize,
+    /// Bit `kind as u8` is set when that type's objects carry a GC header.
+    pub gc: u16,
+}
 
 pub struct Validator<'a> {
     objects: &'a [u8],
     actual: u64,
     externals: &'a AddrMap<ExtClass>,
-    code_basicsize: usize,
-    code_itemsize: usize,
+    facts: TypeFacts,
     /// Per 16-byte unit: 0 unvisited, 1 on the current path, 2 + kind when done.
     state: Vec<u8>,
     /// The archived type objects' addresses, for the check of every object's type.
@@ -80,8 +88,7 @@ impl<'a> Validator<'a> {
         objects: &'a [u8],
         actual: u64,
         externals: &'a AddrMap<ExtClass>,
-        code_basicsize: usize,
-        code_itemsize: usize,
+        facts: TypeFacts,
     ) -> Self {
         let types = externals
             .iter()
@@ -108,8 +115,7 @@ impl<'a> Validator<'a> {
             objects,
             actual,
             externals,
-            code_basicsize,
-            code_itemsize,
+            facts,
             state: vec![0; objects.len() / 16 + 1],
             types,
             code_fields,
@@ -191,21 +197,41 @@ impl<'a> Validator<'a> {
         let size = match kind {
             Kind::Str => self.str_size(off)?,
             Kind::Bytes => size_of(ob_size, |n| layout::BYTES_DATA + n + 1)?,
-            Kind::Int => layout::long_size(ob_size as isize),
+            Kind::Int => {
+                let word = self.word(off + layout::LONG_SIZE_WORD as u64)?;
+                let digits = layout::long_digits(word).ok_or_else(|| format!("malformed int at {off}"))?;
+                size_of(digits.min(i64::MAX as u64) as i64, |_| layout::long_size(digits))?
+            }
             Kind::Float => layout::FLOAT_SIZE,
             Kind::Complex => layout::COMPLEX_SIZE,
+            Kind::Slice => layout::SLICE_SIZE,
             Kind::Tuple => size_of(ob_size, |n| layout::TUPLE_ITEMS + 8 * n)?,
-            Kind::Code => size_of(ob_size, |n| self.code_basicsize + n * self.code_itemsize)?,
+            Kind::Code => size_of(ob_size, |n| self.facts.code_basicsize + n * self.facts.code_itemsize)?,
         } as u64;
         if off.checked_add(size).is_none_or(|end| end > len) {
             return Err(format!("object at {off} runs past the end of the module"));
         }
+        if self.facts.gc & (1 << kind as u16) != 0 {
+            let gc = layout::GC_HEAD_SIZE as u64;
+            let untracked = off >= gc && (off - gc..off).step_by(8).all(|w| self.word(w) == Ok(0));
+            if !untracked {
+                return Err(format!("{kind:?} at {off} without an untracked GC header"));
+            }
+        }
         match kind {
+            Kind::Slice => {
+                for &(_, field, _) in layout::SLICE_ITEMS {
+                    let slot = off + field as u64;
+                    self.mark(slot, Expect::Any);
+                    let child = self.word(slot)?;
+                    self.visit(child, Expect::Any, depth + 1)?;
+                }
+            }
             Kind::Tuple => {
-                let gc = layout::GC_HEAD_SIZE as u64;
-                let untracked = off >= gc && (off - gc..off).step_by(8).all(|w| self.word(w) == Ok(0));
-                if !untracked {
-                    return Err(format!("tuple at {off} without an untracked GC header"));
+                if let Some(hash) = layout::TUPLE_HASH {
+                    if self.word(off + hash as u64)? as i64 != -1 {
+                        return Err(format!("tuple at {off} with a cached hash"));
+                    }
                 }
                 let item = match expect {
                     Expect::TupleOfStr => Expect::Str,
@@ -219,6 +245,11 @@ impl<'a> Validator<'a> {
                 }
             }
             Kind::Code => {
+                if let Some(field) = layout::CODE_VERSION {
+                    if !code_versions::is_archived(self.u32_at(off + field as u64)?) {
+                        return Err(format!("code object at {off} without an archived version"));
+                    }
+                }
                 let n = self.u32_at(off + layout::CODE_NLOCALSPLUS as u64)? as i32;
                 for i in 0..self.code_fields.len() {
                     let (field, want, sized) = self.code_fields[i];
@@ -271,6 +302,7 @@ impl<'a> Validator<'a> {
         let ok = state & layout::STR_STATE_COMPACT != 0
             && ready
             && state & layout::STR_STATE_INTERNED == 0
+            && state & layout::STR_STATE_STATIC == layout::STR_STATE_STATIC
             && matches!(kind, 1 | 2 | 4)
             && (!ascii || kind == 1)
             && (0..1 << 40).contains(&length);
