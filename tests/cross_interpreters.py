@@ -33,7 +33,7 @@ def interpreters() -> dict[str, list[str]]:
         ("3.13-trixie", ".venv-trixie", "trixie"),
         ("3.14-sid", ".venv-sid", "sid"),
     ):
-        if not (ROOT / venv / "bin" / "python").exists():
+        if not (ROOT / venv / "pyvenv.cfg").exists():
             continue
         prefix = ["bash", "tests/chroot.sh", chroot] if chroot else []
         found[name] = prefix + ["env", f"{venv}/bin/python"]
