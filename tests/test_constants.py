@@ -61,6 +61,11 @@ class Klass:
 lam = lambda a, b=2, *, c=(1, 2), d=frozenset({3}): (a, b, c, d)
 
 
+def slices(s):
+    # Constant subscripts: CPython 3.14 folds these into slice constants.
+    return s[1:3], s[::2], s[-2:], s[1:-1:2], s["a":"b"] if isinstance(s, dict) else None
+
+
 def membership(x):
     return x in {"alpha", "beta", "gamma"}, x in {1, 2, 3}, x not in {b"a", b"b"}
 
@@ -130,6 +135,7 @@ for name in sorted(vars(m)):
         print(name, describe(v.__code__), v.__defaults__, v.__kwdefaults__)
 for name in ("method", "stat"):
     print(name, describe(getattr(m.Klass, name).__code__ if name == "method" else m.Klass.stat.__code__))
+print(m.slices("abcdefg"), [type(c).__name__ for c in m.slices.__code__.co_consts])
 print(list(m.gen(3)), m.make_closure(5)(), m.lam(1), m.membership("beta"), m.membership(2))
 print(m.fstring(3.5), m.with_try(0), m.with_try(4), m.Klass().method(5), m.Klass.stat())
 print([m.match_stmt(v) for v in ({"k": [1, 2, 3]}, (1, 2), [3], "s", "", 7)])
