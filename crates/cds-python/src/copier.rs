@@ -2,6 +2,11 @@
 //! out as the interpreter's own structs. Each object is copied byte for byte from the live object,
 //! then its header, pointers and lazily filled caches are rewritten using the layout facts from
 //! the headers; pointers become relocations, type and singleton pointers become externals.
+//!
+//! A module's objects are laid out in two regions: first the objects whose slots the loader may
+//! rewrite (code objects and tuples, whose string slots interning points elsewhere), then the
+//! leaf objects it never writes (strings, bytes, numbers). Pages of the second region stay clean,
+//! and so shared between processes, on interpreters with immortal objects.
 
 use std::collections::HashMap;
 
@@ -19,13 +24,20 @@ enum Target {
     Internal { off: usize, intern: bool, frozenset: bool },
 }
 
+/// Marks an offset into the leaf region while copying (resolved by `Copier::finish`).
+const LEAF: usize = 1 << 62;
+
 pub struct Copier<'b> {
     builder: &'b mut ArchiveBuilder,
     /// Code objects numbered so far in this archive (see `code_versions`).
     code_count: &'b mut u32,
-    buf: Vec<u8>,
-    relocs: Vec<Reloc>,
-    fixups: Vec<Fixup>,
+    /// Objects whose slots the loader may write (offsets as is).
+    linked: Vec<u8>,
+    /// Leaf objects (offsets tagged with `LEAF`).
+    leaves: Vec<u8>,
+    /// Slot offsets (tagged) and what they point at.
+    relocs: Vec<(usize, RelocTarget)>,
+    fixups: Vec<(usize, FixupKind)>,
     memo: HashMap<usize, Target>,
 }
 
@@ -38,7 +50,15 @@ pub fn copy_module(
     code: *mut ffi::PyObject,
 ) -> Result<(Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>), String> {
     let start = *code_count;
-    let mut c = Copier { builder, code_count, buf: Vec::new(), relocs: Vec::new(), fixups: Vec::new(), memo: HashMap::new() };
+    let mut c = Copier {
+        builder,
+        code_count,
+        linked: Vec::new(),
+        leaves: Vec::new(),
+        relocs: Vec::new(),
+        fixups: Vec::new(),
+        memo: HashMap::new(),
+    };
     // SAFETY: the caller contract above; every object reached is owned (transitively) by `code`.
     let root = unsafe { c.target(code) };
     let root = match root {
@@ -55,7 +75,7 @@ pub fn copy_module(
             if unsafe { ffi::Py_TYPE(code) } != externals::type_object(Kind::Code) {
                 return Err("root object is not a code object".into());
             }
-            Ok((c.buf, off as u64, c.relocs, c.fixups))
+            c.finish(off)
         }
         Target::External { .. } => Err("root object is not a code object".into()),
     }
@@ -67,31 +87,64 @@ pub fn into_input(name: &str, meta: cds_archive::ModuleMeta, parts: (Vec<u8>, u6
 }
 
 impl Copier<'_> {
-    /// Reserves `size` zeroed bytes for an object (16-byte aligned, after a zeroed, i.e.
-    /// untracked, GC header when the type has one) and returns the object's offset.
-    fn alloc(&mut self, size: usize, gc: bool) -> usize {
-        let aligned = self.buf.len().next_multiple_of(16);
-        self.buf.resize(aligned, 0);
+    /// Reserves `size` zeroed bytes for an object in its region (16-byte aligned, after a zeroed,
+    /// i.e. untracked, GC header when the type has one) and returns the object's offset.
+    fn alloc(&mut self, size: usize, gc: bool, leaf: bool) -> usize {
+        let (buf, tag) = if leaf { (&mut self.leaves, LEAF) } else { (&mut self.linked, 0) };
+        let aligned = buf.len().next_multiple_of(16);
+        buf.resize(aligned, 0);
         if gc {
-            self.buf.resize(aligned + layout::GC_HEAD_SIZE, 0);
+            buf.resize(aligned + layout::GC_HEAD_SIZE, 0);
         }
-        let off = self.buf.len();
-        self.buf.resize(off + size, 0);
-        off
+        let off = buf.len();
+        buf.resize(off + size, 0);
+        off | tag
+    }
+
+    /// The `len` bytes at (tagged) offset `at`.
+    fn at(&mut self, at: usize, len: usize) -> &mut [u8] {
+        let (buf, at) = if at & LEAF != 0 { (&mut self.leaves, at & !LEAF) } else { (&mut self.linked, at) };
+        &mut buf[at..at + len]
     }
 
     fn put_u64(&mut self, at: usize, v: u64) {
-        self.buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+        self.at(at, 8).copy_from_slice(&v.to_ne_bytes());
     }
 
     fn put_i64(&mut self, at: usize, v: i64) {
-        self.buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+        self.at(at, 8).copy_from_slice(&v.to_ne_bytes());
     }
 
     fn zero(&mut self, fields: &[(&str, usize, usize)], base: usize) {
         for &(_, off, size) in fields {
-            self.buf[base + off..base + off + size].fill(0);
+            self.at(base + off, size).fill(0);
         }
+    }
+
+    /// Joins the two regions (leaves after the linked objects) and resolves tagged offsets: in
+    /// slots, in internal pointers and in the root.
+    fn finish(mut self, root: usize) -> Result<(Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>), String> {
+        let base = self.linked.len().next_multiple_of(16);
+        let place = |off: usize| if off & LEAF != 0 { base + (off & !LEAF) } else { off };
+        let slot32 = |off: usize| u32::try_from(place(off)).map_err(|_| "module larger than 4 GiB".to_string());
+        let mut buf = std::mem::take(&mut self.linked);
+        buf.resize(base, 0);
+        buf.extend_from_slice(&self.leaves);
+        let mut relocs = Vec::with_capacity(self.relocs.len());
+        for &(slot, target) in &self.relocs {
+            let at = place(slot);
+            if let RelocTarget::Internal = target {
+                let v = u64::from_ne_bytes(buf[at..at + 8].try_into().expect("8 bytes")) as usize;
+                buf[at..at + 8].copy_from_slice(&(place(v) as u64).to_ne_bytes());
+            }
+            relocs.push(Reloc { slot: slot32(slot)?, target });
+        }
+        let fixups = self
+            .fixups
+            .iter()
+            .map(|&(slot, kind)| Ok(Fixup { slot: slot32(slot)?, kind }))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok((buf, place(root) as u64, relocs, fixups))
     }
 
     /// Points the slot at offset `slot` at `obj`, recording the relocation and any fix-up.
@@ -100,20 +153,19 @@ impl Copier<'_> {
     unsafe fn link(&mut self, slot: usize, obj: *mut ffi::PyObject) -> Result<(), String> {
         // SAFETY: forwarded caller contract.
         let t = unsafe { self.target(obj)? };
-        let slot32 = u32::try_from(slot).map_err(|_| "module larger than 4 GiB".to_string())?;
         match t {
             Target::External { index, addr } => {
                 self.put_u64(slot, addr);
-                self.relocs.push(Reloc { slot: slot32, target: RelocTarget::External(index) });
+                self.relocs.push((slot, RelocTarget::External(index)));
             }
             Target::Internal { off, intern, frozenset } => {
                 self.put_u64(slot, off as u64);
-                self.relocs.push(Reloc { slot: slot32, target: RelocTarget::Internal });
+                self.relocs.push((slot, RelocTarget::Internal));
                 if intern {
-                    self.fixups.push(Fixup { slot: slot32, kind: FixupKind::Intern });
+                    self.fixups.push((slot, FixupKind::Intern));
                 }
                 if frozenset {
-                    self.fixups.push(Fixup { slot: slot32, kind: FixupKind::FrozenSet });
+                    self.fixups.push((slot, FixupKind::FrozenSet));
                 }
             }
         }
@@ -127,8 +179,7 @@ impl Copier<'_> {
         let index = self.builder.external(externals::type_external(kind), tp);
         let slot = off + layout::OB_TYPE;
         self.put_u64(slot, tp);
-        let slot32 = u32::try_from(slot).map_err(|_| "module larger than 4 GiB".to_string())?;
-        self.relocs.push(Reloc { slot: slot32, target: RelocTarget::External(index) });
+        self.relocs.push((slot, RelocTarget::External(index)));
         Ok(())
     }
 
@@ -138,10 +189,12 @@ impl Copier<'_> {
     unsafe fn copy_raw(&mut self, obj: *mut ffi::PyObject, size: usize, kind: Kind) -> Result<usize, String> {
         // SAFETY: caller contract; `tp` is the object's own (static, built-in) type.
         let gc = unsafe { ffi::PyType_HasFeature(ffi::Py_TYPE(obj), ffi::Py_TPFLAGS_HAVE_GC) != 0 };
-        let off = self.alloc(size, gc);
+        // Objects without pointer slots that the loader writes go to the leaf region.
+        let leaf = matches!(kind, Kind::Str | Kind::Bytes | Kind::Int | Kind::Float | Kind::Complex);
+        let off = self.alloc(size, gc, leaf);
         // SAFETY: caller contract: `size` bytes are readable at `obj`.
         let src = unsafe { std::slice::from_raw_parts(obj as *const u8, size) };
-        self.buf[off..off + size].copy_from_slice(src);
+        self.at(off, size).copy_from_slice(src);
         self.header(off, kind)?;
         Ok(off)
     }
@@ -285,7 +338,7 @@ impl Copier<'_> {
         self.put_i64(off + layout::STR_HASH, -1);
         // Not interned (fix-ups intern at load), and marked as living outside the allocator.
         let new_state = (state & !(layout::STR_STATE_INTERNED | layout::STR_STATE_STATIC)) | layout::STR_STATE_STATIC;
-        self.buf[off + layout::STR_STATE..off + layout::STR_STATE + 4].copy_from_slice(&new_state.to_ne_bytes());
+        self.at(off + layout::STR_STATE, 4).copy_from_slice(&new_state.to_ne_bytes());
         self.zero(if ascii { layout::STR_ASCII_CACHES } else { layout::STR_COMPACT_CACHES }, off);
         if let (Some((wstr, wstr_length)), 4) = (layout::STR_WSTR_SHARED, kind) {
             // SAFETY: caller contract; `wstr` is a pointer field inside the string's header.
@@ -294,8 +347,7 @@ impl Copier<'_> {
                 // The data doubles as the wchar_t string: point the copy at its own data.
                 let data = off + layout::STR_COMPACT_SIZE;
                 self.put_u64(off + wstr, data as u64);
-                let slot = u32::try_from(off + wstr).map_err(|_| "module larger than 4 GiB".to_string())?;
-                self.relocs.push(Reloc { slot, target: RelocTarget::Internal });
+                self.relocs.push((off + wstr, RelocTarget::Internal));
                 self.put_i64(off + wstr_length, length as i64);
             }
         }
@@ -317,7 +369,7 @@ impl Copier<'_> {
             let v = code_versions::archived(*self.code_count)
                 .ok_or("more code objects than one archive may hold")?;
             *self.code_count += 1;
-            self.buf[off + field..off + field + 4].copy_from_slice(&v.to_ne_bytes());
+            self.at(off + field, 4).copy_from_slice(&v.to_ne_bytes());
         }
         for &(_, field, _) in layout::CODE_OBJECTS {
             // SAFETY: caller contract; `field` is a pointer field of the code object.

@@ -1,0 +1,84 @@
+"""How many archive pages a process writes: traces and dumps an app, runs it from the archive,
+and reads the archive mapping's lines of /proc/self/smaps after the app's imports and work.
+
+    python bench/tools/archive_pages.py [APP]      # default: tests/apps/popular.py
+
+Run it with the interpreter (venv) to measure; it prints one JSON line and a summary. Pages that
+a process writes become private copies and stop being shared with other processes mapping the
+same archive; pages only read stay shared page-cache pages. The written pages are counted as
+the mapping's `Anonymous` kilobytes: a private file mapping's pages turn anonymous exactly when
+they are copied on write. (`Private_Dirty` would also count the page cache of a file on tmpfs.) The run is
+repeated with the archive at its preferred address (the normal case) and relocated (the
+preferred range taken, forced with PYCDS_TEST_FORCE_RELOCATE=1 where supported), when possible.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+PROBE = r'''
+import atexit, os, runpy, sys
+
+def _report():
+    archive = os.path.realpath(os.environ["PYCDSARCHIVE"])
+    fields, inside = {}, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                inside = len(head) >= 6 and os.path.realpath(head[5]) == archive
+                if inside:
+                    lo, hi = (int(x, 16) for x in head[0].split("-"))
+                    fields["Size_kB"] = fields.get("Size_kB", 0) + (hi - lo) // 1024
+            elif inside and head[0].endswith(":") and len(head) >= 2 and head[1].isdigit():
+                fields[head[0][:-1]] = fields.get(head[0][:-1], 0) + int(head[1])
+    import cds
+    info = cds.info()
+    fields["served"] = len(info.get("served") or [])
+    sys.__stderr__.write("PAGES" + __import__("json").dumps(fields) + "\n")
+
+atexit.register(_report)
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
+def main():
+    app = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "tests" / "apps" / "popular.py").resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYCDS")}
+        lst, img, probe = tmp / "mod.lst", tmp / "mod.img", tmp / "probe.py"
+        probe.write_text(PROBE)
+        subprocess.run([sys.executable, str(app)], env=dict(env, PYCDSMODE="TRACE", PYCDSLIST=str(lst)),
+                       check=True, capture_output=True, cwd=tmp)
+        subprocess.run([sys.executable, "-m", "cds.dump", str(lst), str(img)], env=env, check=True,
+                       capture_output=True, cwd=tmp)
+        p = subprocess.run([sys.executable, str(probe), str(app)],
+                           env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)),
+                           capture_output=True, text=True, cwd=tmp)
+        if p.returncode != 0:
+            sys.exit(f"run from the archive failed ({p.returncode}):\n{p.stderr[-2000:]}")
+        line = [x for x in p.stderr.splitlines() if x.startswith("PAGES")][-1]
+        f = json.loads(line[5:])
+        f["archive_bytes"] = img.stat().st_size
+        f["python"] = sys.version.split()[0]
+        f["executable"] = os.path.realpath(sys.executable)
+        print(json.dumps(f))
+        kb = 1024
+        print(
+            f"CPython {f['python']}: archive {f['archive_bytes'] / kb / kb:.1f} MiB, "
+            f"{f['served']} modules served; mapping resident {f.get('Rss', 0) / kb:.1f} MiB, "
+            f"written (copied on write) {f.get('Anonymous', 0) / kb:.1f} MiB "
+            f"= {100 * f.get('Anonymous', 0) / max(1, f['archive_bytes'] / kb):.0f}% of the archive"
+        )
+
+
+if __name__ == "__main__":
+    main()
