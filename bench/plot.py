@@ -28,6 +28,12 @@ def failed(stats, sid):
     return bool(s.get("failed"))
 
 
+def unavailable(stats, sid):
+    """The side could not be installed for this interpreter (e.g. the seed on 3.13): n/a."""
+    s = stats.get(sid) or {}
+    return bool(s.get("unavailable"))
+
+
 def bars(ax, groups, series, values, errors=None, fail_marks=None, ylabel=""):
     width = 0.8 / len(series)
     for j, name in enumerate(series):
@@ -40,8 +46,9 @@ def bars(ax, groups, series, values, errors=None, fail_marks=None, ylabel=""):
         for i, x in enumerate(xs):
             if values[name][i] is None:
                 mark = "failed" if fail_marks and fail_marks[name][i] else "n/a"
-                ax.text(x, 0, mark, rotation=90, ha="center", va="bottom", fontsize=7,
-                        color=COLORS.get(name))
+                # at the foot of the axes (axes coordinates in y: also right on a log scale)
+                ax.text(x, 0.01, mark, rotation=90, ha="center", va="bottom", fontsize=7,
+                        color=COLORS.get(name), transform=ax.get_xaxis_transform())
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, fontsize=8)
     ax.set_ylabel(ylabel)
@@ -98,6 +105,8 @@ def plot_phases(res, outdir):
         for i, x in enumerate(sides):
             if failed(st, f"{w}/{x}") and not q(st, f"{w}/{x}", "wall"):
                 ax.text(i, 0, "failed", rotation=90, ha="center", va="bottom", fontsize=8)
+            elif unavailable(st, f"{w}/{x}"):
+                ax.text(i, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(sides)))
         ax.set_xticklabels(["plain", "seed", "pycds", "floor\n(imports only)"], fontsize=8)
         ax.set_title(w)
@@ -196,7 +205,8 @@ def plot_memory(res, outdir):
     axes[1].bar(names, ys, color=[COLORS[x] for x in names])
     for i, x in enumerate(names):
         if "pss_kb" not in pss.get(x, {}):
-            axes[1].text(i, 0, "failed", rotation=90, ha="center", va="bottom")
+            mark = "n/a" if pss.get(x, {}).get("unavailable") else "failed"
+            axes[1].text(i, 0, mark, rotation=90, ha="center", va="bottom")
         else:
             axes[1].text(i, ys[i], f"{ys[i]:.0f}", ha="center", va="bottom", fontsize=8)
     axes[1].set_ylabel("MiB")
@@ -226,6 +236,9 @@ def plot_archives(res, outdir):
 
 def title(res):
     t = f"{res['rounds']} interleaved rounds"
+    version = (res.get("machine") or {}).get("python", "").split(" ")[0]
+    if version:
+        t = f"CPython {version}, {t}"
     if res.get("quick"):
         t += " (--quick)"
     return t

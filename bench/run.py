@@ -2,11 +2,17 @@
 """pycds benchmark suite: plain CPython vs the seed (code-data-share 0.1.0) vs pycds.
 
     python bench/run.py [--quick] [--rounds N]
+    bash tests/chroot.sh trixie python3.13 bench/run.py [--quick]     # CPython 3.13
+    bash tests/chroot.sh sid python3.14 bench/run.py [--quick]        # CPython 3.14
 
-Run it with the CPython 3.11 interpreter to be measured. It builds (or reuses) venvs under
-bench/.work/, traces and dumps every workload for the seed and for pycds, then measures whole
-processes interleaved (plain, seed, pycds, plain, seed, pycds, ...) and reports medians and
-ratios to plain CPython from the same run in bench/results/. See bench/README.md.
+Run it with the CPython interpreter to be measured (3.11, 3.13 or 3.14). It builds (or reuses)
+venvs under the work directory (bench/.work/ for 3.11, bench/.work-X.Y/ for any other version),
+traces and dumps every workload for the seed and for pycds, then measures whole processes
+interleaved (plain, seed, pycds, plain, seed, pycds, ...) and reports medians and ratios to
+plain CPython from the same run in the results directory (bench/results/ for 3.11,
+bench/results/cpython-X.Y/ otherwise). The seed is installed only from a published wheel; where
+there is none for the interpreter (3.13, 3.14), the seed side is reported as n/a and not
+measured. See bench/README.md.
 """
 
 import argparse
@@ -30,8 +36,22 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 WORKLOADS = BENCH / "workloads"
 TOOLS = BENCH / "tools"
-SEED_REQUIREMENT = "code-data-share==0.1.0"
+SEED_PROJECT, SEED_VERSION = "code-data-share", "0.1.0"
+SEED_REQUIREMENT = f"{SEED_PROJECT}=={SEED_VERSION}"
+# The seed is a C extension built per interpreter: only its published wheels are used (pip is
+# never allowed to build its sdist against an interpreter it was not released for).
+SEED_PIP_OPTIONS = (f"--only-binary={SEED_PROJECT}",)
 MATPLOTLIB_REQUIREMENT = "matplotlib==3.11.2"
+# Plots are optional: never build matplotlib (or numpy, ...) from source.
+TOOLS_PIP_OPTIONS = ("--only-binary=:all:",)
+PY_VERSION = "%d.%d" % sys.version_info[:2]
+# CPython 3.11 keeps the historical locations; any other interpreter gets its own, so results
+# and venvs of different interpreters never mix or overwrite each other.
+if sys.version_info[:2] == (3, 11):
+    DEFAULT_WORK_DIR, DEFAULT_RESULTS_DIR = BENCH / ".work", BENCH / "results"
+else:
+    DEFAULT_WORK_DIR = BENCH / f".work-{PY_VERSION}"
+    DEFAULT_RESULTS_DIR = BENCH / "results" / f"cpython-{PY_VERSION}"
 SIDES = ("plain", "seed", "pycds")
 MODE_SIDES = ("seed", "pycds")
 RUN_TIMEOUT = 300.0
@@ -169,6 +189,22 @@ def pyc_size(origin):
 # venvs
 
 
+class PipError(RuntimeError):
+    def __init__(self, returncode, output):
+        super().__init__(f"pip failed ({returncode}):\n{tail(output, 30, 4000)}")
+        self.output = output or ""
+
+
+def seed_pip_failure(exc):
+    """Why the seed cannot be installed, from pip's failure."""
+    out = exc.output.lower()
+    if (f"no matching distribution found for {SEED_PROJECT}" in out
+            or f"could not find a version that satisfies the requirement {SEED_PROJECT}" in out):
+        return f"{SEED_PROJECT} {SEED_VERSION} has no build for CPython {PY_VERSION}"
+    return (f"{SEED_PROJECT} {SEED_VERSION} could not be installed for CPython {PY_VERSION}: "
+            f"{tail(exc.output, 2, 200)}")
+
+
 class Venvs:
     def __init__(self, work, pycds_src, reinstall):
         self.work = work
@@ -176,6 +212,8 @@ class Venvs:
         self.reinstall = reinstall
         self.python = {}
         self.setup_seconds = {}
+        self.unavailable = {}  # side -> why it cannot be installed for this interpreter
+        self.notes = []
 
     @staticmethod
     def _pip_env():
@@ -183,13 +221,14 @@ class Venvs:
                if not k.startswith(("PYTHON", "PYCDS")) and k != "VIRTUAL_ENV"}
         return env
 
-    def _pip(self, py, *args):
-        cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", *args]
+    def _pip(self, py, *args, verb="install"):
+        cmd = [str(py), "-m", "pip", verb, "--disable-pip-version-check", *args]
         log("  " + " ".join(shlex.quote(c) for c in cmd))
         r = subprocess.run(cmd, env=self._pip_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
-            raise RuntimeError(f"pip failed ({r.returncode}):\n{tail(r.stdout, 30, 4000)}")
+            raise PipError(r.returncode, r.stdout)
+        return r.stdout
 
     def pycds_fingerprint(self):
         """Hash of the pycds sources, so an edited checkout is reinstalled."""
@@ -209,7 +248,10 @@ class Venvs:
                 pass
         return h.hexdigest()
 
-    def ensure(self, name, installs, fingerprint):
+    def ensure(self, name, installs, fingerprint, pip_options=()):
+        """Create (or reuse) venv-NAME with each group of ``installs`` pip-installed in turn.
+        ``pip_options`` are added to every install but are not part of the stamp: they only
+        restrict how the same packages may be obtained (e.g. wheels only)."""
         path = self.work / f"venv-{name}"
         py = path / "bin" / "python"
         stamp = path / ".bench-stamp"
@@ -233,11 +275,35 @@ class Venvs:
             shutil.rmtree(path)
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, env=self._pip_env())
         for group in installs:
-            self._pip(py, *group)
+            self._pip(py, *pip_options, *group)
         stamp.write_text(want)
         self.python[name] = py
         self.setup_seconds[name] = time.monotonic() - started
         return py
+
+    def _stamp_valid(self, name, installs, fingerprint):
+        path = self.work / f"venv-{name}"
+        stamp = path / ".bench-stamp"
+        want = json.dumps({"python": sys.version, "installs": installs, "fp": fingerprint})
+        return (path / "bin" / "python").exists() and stamp.exists() and stamp.read_text() == want
+
+    def seed_unavailable(self, installs, fingerprint):
+        """None if the seed can be installed for this interpreter, else why not. A seed venv
+        already built for this interpreter answers at once; otherwise pip is asked (with the
+        plain venv's pip, same interpreter and wheel tags) to download the seed's wheel, which
+        fails in seconds where there is none, before a seed venv is built for nothing."""
+        if self._stamp_valid("seed", installs, fingerprint):
+            return None
+        dest = self.work / "tmp" / "seed-probe"
+        shutil.rmtree(dest, ignore_errors=True)
+        try:
+            self._pip(self.python["plain"], "--no-deps", *SEED_PIP_OPTIONS, "--dest", str(dest),
+                      SEED_REQUIREMENT, verb="download")
+        except PipError as exc:
+            return seed_pip_failure(exc)
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
+        return None
 
     def setup(self, with_tools):
         req = str(BENCH / "requirements-app.txt")
@@ -245,20 +311,37 @@ class Venvs:
         base = [["-r", req]]
         fp_app = sha256_text(req_text)
         self.ensure("plain", base, fp_app)
-        self.ensure("seed", base + [[SEED_REQUIREMENT]], fp_app)
+        seed_installs = base + [[SEED_REQUIREMENT]]
+        why = self.seed_unavailable(seed_installs, fp_app)
+        if why is None:
+            try:
+                self.ensure("seed", seed_installs, fp_app, SEED_PIP_OPTIONS)
+            except PipError as exc:
+                why = seed_pip_failure(exc)
+        if why is not None:
+            self.unavailable["seed"] = why
+            log(f"venv seed: {why}; the seed side is reported as n/a and not measured")
         self.ensure("pycds", base + [[str(self.pycds_src)]], fp_app + self.pycds_fingerprint())
         if with_tools:
             try:
-                self.ensure("tools", [[MATPLOTLIB_REQUIREMENT]], "")
+                self.ensure("tools", [[MATPLOTLIB_REQUIREMENT]], "", TOOLS_PIP_OPTIONS)
             except Exception as exc:  # plots are optional
-                log(f"venv tools: matplotlib unavailable, no plots: {exc}")
+                note = (f"{MATPLOTLIB_REQUIREMENT} could not be installed for CPython "
+                        f"{platform.python_version()} (wheels only), so there are no plots "
+                        f"(as with --no-plots): {' '.join(tail(str(exc), 2, 300).split())}")
+                log(f"note: {note}")
+                self.notes.append(note)
         # .pyc files for everything installed (pip compiles too; this makes sure of it).
-        for name in SIDES:
+        for name in self.sides():
             py = self.python[name]
             site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   env=child_env(), capture_output=True, text=True, check=True).stdout.strip()
             subprocess.run([str(py), "-m", "compileall", "-q", "-j", "0", site], env=child_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sides(self):
+        """The sides that can be measured with this interpreter."""
+        return tuple(x for x in SIDES if x not in self.unavailable)
 
     def versions(self, name):
         py = self.python[name]
@@ -374,7 +457,7 @@ class Bench:
         # 1. Warm-up runs, bytecode writing on (PYTHONDONTWRITEBYTECODE is not passed on), so
         #    every .pyc the plain side needs exists before anything is measured. Plain output
         #    is the reference every other run must reproduce.
-        for side in SIDES:
+        for side in self.venvs.sides():
             r = run_measured([self.py(side), str(wl.script)], env, wl.cwd, self.scratch, timing=False)
             if side == "plain":
                 if r.rc != 0:
@@ -391,6 +474,9 @@ class Bench:
         wl.prep["plain"] = {"modules_imported": len(read_modlist(wl.modlist))}
         # 3. Trace, dump and check, for each side that has a mode.
         for side in MODE_SIDES:
+            if side in self.venvs.unavailable:
+                wl.prep[side] = {"unavailable": self.venvs.unavailable[side]}
+                continue
             if side in wl.failed:
                 continue
             self.trace_dump_check(wl, side)
@@ -492,6 +578,15 @@ class Bench:
         self.series.setdefault(sid, {"samples": [], "failed": None, **meta})
         jobs.append((sid, argv, env, cwd, expect))
 
+    def skip_unavailable(self, sid, side, meta):
+        """Record the series of a side that cannot be installed for this interpreter as
+        unavailable (reported as n/a, never measured); True if it is."""
+        why = self.venvs.unavailable.get(side)
+        if why is None:
+            return False
+        self.series[sid] = {"samples": [], "failed": None, "unavailable": why, **meta}
+        return True
+
     def build_jobs(self, workloads):
         jobs = []
         trace_scratch = self.scratch / "trace-round.lst"
@@ -499,6 +594,8 @@ class Bench:
             for side in SIDES:
                 sid = f"{wl.name}/{side}"
                 meta = {"workload": wl.name, "side": side, "kind": "run"}
+                if self.skip_unavailable(sid, side, meta):
+                    continue
                 if side in wl.failed:
                     self.series[sid] = {"samples": [], "failed": wl.failed[side], **meta}
                     continue
@@ -514,6 +611,9 @@ class Bench:
                          {"workload": wl.name, "side": "floor", "kind": "floor"})
             if wl.trace_rounds:
                 for side in MODE_SIDES:
+                    if self.skip_unavailable(f"{wl.name}/trace-{side}", side,
+                                             {"workload": wl.name, "side": side, "kind": "trace"}):
+                        continue
                     if side in wl.failed and "trace failed" in wl.failed[side]:
                         self.series[f"{wl.name}/trace-{side}"] = {
                             "samples": [], "failed": wl.failed[side], "workload": wl.name,
@@ -529,6 +629,8 @@ class Bench:
         for side in SIDES:
             extra = {}
             meta = {"workload": "empty", "side": side, "kind": "empty"}
+            if self.skip_unavailable(f"empty/{side}", side, meta):
+                continue
             if side != "plain":
                 img = app.archives.get(side)
                 if img is None or not img.exists():
@@ -538,8 +640,11 @@ class Bench:
             self.add_job(jobs, f"empty/{side}", [self.py(side), "-c", "pass"], child_env(extra),
                          self.scratch, "", meta)
         for side in MODE_SIDES:
+            meta = {"workload": "empty-inactive", "side": side, "kind": "empty"}
+            if self.skip_unavailable(f"empty-inactive/{side}", side, meta):
+                continue
             self.add_job(jobs, f"empty-inactive/{side}", [self.py(side), "-c", "pass"], child_env(),
-                         self.scratch, "", {"workload": "empty-inactive", "side": side, "kind": "empty"})
+                         self.scratch, "", meta)
         for wl in workloads:
             if wl.n is None:
                 continue
@@ -548,6 +653,8 @@ class Bench:
                 sid = f"empty-{wl.name}/{side}"
                 meta = {"workload": f"empty-{wl.name}", "side": side, "kind": "empty",
                         "archive_bytes": img.stat().st_size if img and img.exists() else None}
+                if self.skip_unavailable(sid, side, meta):
+                    continue
                 if img is None or not img.exists():
                     self.series[sid] = {"samples": [], "failed": wl.failed.get(side, "no archive"), **meta}
                     continue
@@ -561,7 +668,7 @@ class Bench:
             t0 = time.monotonic()
             for sid, argv, env, cwd, expect in jobs:
                 s = self.series[sid]
-                if s["failed"]:
+                if s["failed"] or s.get("unavailable"):
                     continue
                 if s.get("cleanup"):
                     try:
@@ -587,6 +694,9 @@ class Bench:
         out = {}
         for rep in range(reps):
             for side in SIDES:
+                if side in self.venvs.unavailable:
+                    out[side] = {"unavailable": self.venvs.unavailable[side]}
+                    continue
                 if side in wl.failed:
                     out.setdefault(side, {"failed": wl.failed[side]})
                     continue
@@ -705,8 +815,39 @@ def machine_info(pycds_src):
                                capture_output=True, text=True).stdout.strip()
         info["pycds_commit"] = head + (" (+ uncommitted changes)" if dirty else "")
     except OSError:
+        # No git (the minimal Debian chroots of tests/chroot.sh): read HEAD from .git directly.
+        head = git_head_without_git(pycds_src)
+        if head:
+            info["pycds_commit"] = head + " (uncommitted changes not checked: no git here)"
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    info["os"] = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
         pass
     return info
+
+
+def git_head_without_git(src):
+    """The short commit id of a checkout's HEAD, read from its .git directory (None if that is
+    not a plain .git directory or the ref cannot be found)."""
+    git = Path(src) / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head[:7] or None
+        ref = head.split(None, 1)[1]
+        try:
+            return (git / ref).read_text().strip()[:7]
+        except OSError:
+            for line in (git / "packed-refs").read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == ref:
+                    return parts[0][:7]
+    except (OSError, IndexError):
+        pass
+    return None
 
 
 def ms(q, digits=1):
@@ -735,9 +876,16 @@ def mib(kb):
     return f"{kb / 1024:.1f}"
 
 
+def na(why):
+    """The cell of a side that cannot be installed for the interpreter (not measured)."""
+    return "n/a: " + md_escape(why)
+
+
 def cell(st, key, fmt=ms_iqr):
     if st is None:
         return "n/a"
+    if st.get("unavailable"):
+        return na(st["unavailable"])
     v = st.get(key)
     if st.get("failed"):
         if v is None:
@@ -753,6 +901,7 @@ def md_escape(text):
 def render_markdown(res):
     st = res["stats"]
     wls = res["workloads"]
+    unavailable = res.get("unavailable") or {}
     L = []
     a = L.append
     a("# pycds benchmark results")
@@ -782,6 +931,11 @@ def render_markdown(res):
       "same run (below 1.00x is faster than plain CPython). See bench/README.md for what each "
       "figure means.")
     a("")
+    for side, why in unavailable.items():
+        a(f"**{side}: n/a: {md_escape(why)}.** That side could not be installed for this "
+          "interpreter, so it was not measured; its cells read n/a in every table. plain and the "
+          "other sides were measured interleaved as usual.")
+        a("")
 
     def row(cells):
         a("| " + " | ".join(cells) + " |")
@@ -846,6 +1000,9 @@ def render_markdown(res):
     for w in wls:
         for x in SIDES:
             s = st.get(f"{w}/{x}")
+            if s and s.get("unavailable"):
+                row([w, x, na(s["unavailable"])] + [""] * 4)
+                continue
             if not s or not s.get("wall"):
                 row([w, x] + ["FAILED: " + md_escape(s["failed"]) if s and s.get("failed") else "n/a"]
                     + [""] * 4)
@@ -886,6 +1043,8 @@ def render_markdown(res):
         p, s, c = (st.get(f"{w}/{x}") for x in SIDES)
 
         def rss(x):
+            if x and x.get("unavailable"):
+                return na(x["unavailable"])
             if not x or not x.get("hwm_kb"):
                 return "FAILED" if x and x.get("failed") else "n/a"
             return mib(x["hwm_kb"][1])
@@ -905,6 +1064,9 @@ def render_markdown(res):
         base = pss.get("plain", {}).get("pss_kb")
         for x in SIDES:
             e = pss.get(x, {})
+            if e.get("unavailable"):
+                row([x, na(e["unavailable"])] + [""] * 4)
+                continue
             if "pss_kb" not in e:
                 row([x, "FAILED: " + md_escape(e.get("failed", "not measured"))] + [""] * 4)
                 continue
@@ -924,6 +1086,9 @@ def render_markdown(res):
     row(["---"] * 11)
     for w in wls:
         for x in MODE_SIDES:
+            if x in unavailable:
+                row([w, x, na(unavailable[x])] + [""] * 7 + ["not measured"])
+                continue
             pr = res["prep"].get(w, {}).get(x, {})
             fail = res["failed"].get(w, {}).get(x)
             ab, pb = pr.get("archive_bytes"), pr.get("pyc_bytes")
@@ -947,8 +1112,13 @@ def render_markdown(res):
         if s is None and c is None:
             pr = res["prep"].get(w, {})
             ts, tc = pr.get("seed", {}).get("trace_seconds"), pr.get("pycds", {}).get("trace_seconds")
-            row([w + " (single trace run)", cell(p, "wall"),
-                 f"{ts * 1e3:.1f}" if ts else "n/a", f"{tc * 1e3:.1f}" if tc else "n/a",
+
+            def single(x, t):
+                if x in unavailable:
+                    return na(unavailable[x])
+                return f"{t * 1e3:.1f}" if t else "n/a"
+
+            row([w + " (single trace run)", cell(p, "wall"), single("seed", ts), single("pycds", tc),
                  f"{ts / p['wall'][1]:.2f}x" if ts and p and p.get("wall") else "n/a",
                  f"{tc / p['wall'][1]:.2f}x" if tc and p and p.get("wall") else "n/a"])
             continue
@@ -1023,6 +1193,8 @@ def print_summary(res):
             if s.get("wall"):
                 r = ratio(s["wall"], base)
                 parts.append(f"{x} {s['wall'][1] * 1e3:8.1f}" + (f" [{r:.2f}x]" if x != "plain" and r else ""))
+            elif s.get("unavailable"):
+                parts.append(f"{x} n/a")
             elif s.get("failed"):
                 parts.append(f"{x} FAILED")
         print(f"  {w:<12} " + "   ".join(parts))
@@ -1036,8 +1208,11 @@ def print_summary(res):
     pss = res.get("pss", {})
     if pss:
         print("  PSS of %d app processes (MiB): " % res["pss_procs"] + "  ".join(
-            f"{x} {pss[x]['pss_kb'] / 1024:.1f}" if "pss_kb" in pss.get(x, {}) else f"{x} FAILED"
+            f"{x} {pss[x]['pss_kb'] / 1024:.1f}" if "pss_kb" in pss.get(x, {})
+            else f"{x} n/a" if pss.get(x, {}).get("unavailable") else f"{x} FAILED"
             for x in SIDES))
+    for side, why in (res.get("unavailable") or {}).items():
+        print(f"  {side}: n/a: {why} (not measured)")
     print(f"results: {res['results_md']}")
     print("=" * 78)
 
@@ -1054,20 +1229,30 @@ def main(argv=None):
     ap.add_argument("--pycds-src", default=str(BENCH.parent), help="pycds checkout to install")
     ap.add_argument("--reinstall", action="store_true", help="reinstall pycds into its venv")
     ap.add_argument("--no-plots", action="store_true", help="skip matplotlib and the PNGs")
-    ap.add_argument("--work-dir", default=str(BENCH / ".work"))
-    ap.add_argument("--results-dir", default=str(BENCH / "results"))
+    ap.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR),
+                    help="venvs, lists, archives and scale packages (default: bench/.work for "
+                         "CPython 3.11, bench/.work-X.Y for any other version; this one: "
+                         f"{os.path.relpath(DEFAULT_WORK_DIR)})")
+    ap.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR),
+                    help="where results.md, results.json and the plots go (default: bench/results "
+                         "for CPython 3.11, bench/results/cpython-X.Y for any other version; this "
+                         f"one: {os.path.relpath(DEFAULT_RESULTS_DIR)})")
     args = ap.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 20)
     pss_reps = 1 if args.quick else 3
     scale_ns = [int(x) for x in args.scale.split(",") if x.strip()]
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:])
+    # The interpreter as it was invoked ("python" for the documented 3.11 command, "python3.13"
+    # inside the trixie chroot, ...).
+    interpreter = os.path.basename(sys.executable) or "python"
+    command = interpreter + " " + " ".join(
+        shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:])
 
     if sys.implementation.name != "cpython":
         print("run this with CPython", file=sys.stderr)
         return 2
-    if sys.version_info[:2] != (3, 11):
-        log(f"warning: the seed (code-data-share 0.1.0) has a wheel for CPython 3.11 only; "
-            f"this is {platform.python_version()}")
+    if sys.version_info[:2] not in ((3, 11), (3, 13), (3, 14)):
+        log(f"warning: pycds is built and tested for CPython 3.11, 3.13 and 3.14; this is "
+            f"{platform.python_version()}")
     bench = Bench(args)
     info = machine_info(bench.venvs.pycds_src)
     log(f"{command}: {rounds} rounds; work dir {bench.work}")
@@ -1087,6 +1272,8 @@ def main(argv=None):
             for key in ("pss_kb", "rss_kb", "private_kb", "shared_kb"):
                 med[key] = statistics.median(x[key] for x in e["samples"])
             pss[side] = med
+        elif e.get("unavailable"):
+            pss[side] = {"unavailable": e["unavailable"]}
         else:
             pss[side] = {"failed": e.get("failed", "not measured")}
     try:
@@ -1113,7 +1300,8 @@ def main(argv=None):
         "errors": {sid: s.get("error") for sid, s in bench.series.items() if s.get("error")},
         "pss": pss,
         "pss_samples": pss_raw,
-        "versions": {side: bench.venvs.versions(side) for side in SIDES},
+        "versions": {side: bench.venvs.versions(side) for side in bench.venvs.sides()},
+        "unavailable": dict(bench.venvs.unavailable),
         "notes": [
             "Every measured child gets our environment minus PYTHON*, PYCDS* and VIRTUAL_ENV; in "
             "particular PYTHONDONTWRITEBYTECODE is removed, and each workload ran once per side "
@@ -1121,7 +1309,12 @@ def main(argv=None):
             "so plain CPython reads valid .pyc files as a normal installation does.",
             "Rounds interleave every series (plain, seed, pycds, floor, traces, then the "
             "`python -c pass` cases) so that machine noise hits all sides alike.",
-        ],
+        ] + [
+            f"{side}: n/a: {why}. The runner installs {SEED_REQUIREMENT} from published wheels "
+            "only (never by building its sdist for an interpreter it was not released for); "
+            "where pip finds none, the side is not measured and no figure is given for it."
+            for side, why in bench.venvs.unavailable.items()
+        ] + bench.venvs.notes,
         "results_md": str(bench.results_dir / "results.md"),
     }
     json_path = bench.results_dir / "results.json"
