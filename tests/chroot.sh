@@ -33,7 +33,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 if [ "$(cat "$root/.pycds-packages" 2>/dev/null)" != "$packages" ]; then
     command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; }
     echo "== building the $suite chroot in $root from $mirror ($packages)"
-    rm -rf "$root"
+    rm -rf "$root" "$root.tmp"
     mkdir -p "$(dirname "$root")"
     debootstrap --variant=minbase --include="$packages" "$suite" "$root.tmp" "$mirror" >"$root.log" 2>&1 \
         || { tail -n 30 "$root.log" >&2; echo "tests/chroot.sh: debootstrap failed (log: $root.log)" >&2; exit 1; }
