@@ -153,7 +153,7 @@ def test_type_patching_only_where_the_interpreter_moves(project):
 import sys
 from cds import _cds
 a = _cds.Archive(sys.argv[1])
-written = sum(a.fix_up_stats(i)[1] for i in range(a.stats()["modules"]))
+written = sum(a.fix_up_stats(i)["written"] for i in range(a.stats()["modules"]))
 with open(sys.executable, "rb") as f:
     elf_type = int.from_bytes(f.read(18)[16:18], "little")
 shared_libpython = any("libpython" in line for line in open("/proc/self/maps"))

@@ -56,6 +56,10 @@ struct Resolved {
 pub struct FixStats {
     pub relocs: usize,
     pub written: usize,
+    pub intern_fixups: usize,
+    pub frozenset_fixups: usize,
+    /// Nanoseconds spent in each phase: checksum, relocation, validation, fix-ups.
+    pub phase_ns: [u64; 4],
 }
 
 impl LoadedArchive {
@@ -225,10 +229,13 @@ impl LoadedArchive {
             // or reference counts on interpreters without immortal objects).
             self.map.populate_for_write(start, len);
         }
+        let t0 = std::time::Instant::now();
         entry.verify(objects).map_err(|e| e.to_string())?;
+        let t1 = std::time::Instant::now();
         let preferred = self.view.header.preferred_base + entry.objects_file_off;
         let actual = self.map.addr() + entry.objects_file_off;
         let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
+        let t2 = std::time::Instant::now();
         let slot_classes = Validator::new(objects, actual, &externals.classes, externals.facts)
             .run(entry.root)
             .map_err(|e| format!("{}: {e}", entry.name))?;
@@ -236,6 +243,8 @@ impl LoadedArchive {
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
         // Archived string -> the string interning gave for it (about half the slots are repeats).
         let mut interned: AddrMap<u64> = AddrMap::with_capacity(entry.fixup_count() / 2);
+        let t3 = std::time::Instant::now();
+        let (mut intern_fixups, mut frozenset_fixups) = (0, 0);
         for f in entry.fixups() {
             let f = f.map_err(|e| e.to_string())?;
             // SAFETY: `f.slot` is an aligned slot inside the module (checked by `fixups()`), and
@@ -251,6 +260,7 @@ impl LoadedArchive {
                 let class = slot_classes.get(f.slot as u64);
                 match f.kind {
                     FixupKind::Intern => {
+                        intern_fixups += 1;
                         if tp != externals::type_object(Kind::Str) || class == SlotClass::None {
                             return Err(format!("intern fix-up of {} is not a string", entry.name));
                         }
@@ -279,6 +289,7 @@ impl LoadedArchive {
                         }
                     }
                     FixupKind::FrozenSet => {
+                        frozenset_fixups += 1;
                         if tp != externals::type_object(Kind::Tuple) || class != SlotClass::Const {
                             return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
                         }
@@ -296,7 +307,18 @@ impl LoadedArchive {
         }
         // The validator checked that the root is an archived code object.
         let root = actual + entry.root;
-        Ok((root as *mut ffi::PyObject, FixStats { relocs: st.relocs, written: st.written }))
+        let t4 = std::time::Instant::now();
+        let ns = |a: std::time::Instant, b: std::time::Instant| (b - a).as_nanos() as u64;
+        Ok((
+            root as *mut ffi::PyObject,
+            FixStats {
+                relocs: st.relocs,
+                written: st.written,
+                intern_fixups,
+                frozenset_fixups,
+                phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3), ns(t3, t4)],
+            },
+        ))
     }
 }
 
