@@ -11,6 +11,7 @@
 
 mod addrmap;
 mod error;
+pub mod fuzzing;
 mod layout;
 mod meta;
 mod reader;

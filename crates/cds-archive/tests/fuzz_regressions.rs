@@ -1,10 +1,11 @@
 //! Inputs that matter to the `archive` fuzz target (fuzz/fuzz_targets/archive.rs), replayed by
-//! `cargo test` on the stable toolchain. `exercise` does what the fuzz target does with one input:
-//! everything a reader does with an archive. It must return (errors are fine) for any bytes.
+//! `cargo test` on the stable toolchain. `fuzzing::exercise` is what the fuzz target does with one
+//! input: everything a reader does with an archive. It must return (errors are fine) for any bytes.
 //!
 //! Add a crashing input the fuzzer finds here, as bytes or as a patch of `sample()`, next to the
 //! fix (fuzz/README.md).
 
+use cds_archive::fuzzing::exercise;
 use cds_archive::*;
 
 const BASE: u64 = 0x2000_0000_0000;
@@ -40,36 +41,6 @@ fn sample() -> Vec<u8> {
 }
 
 /// What the fuzz target does with one input.
-fn exercise(data: &[u8]) {
-    let Ok(archive) = Archive::parse(data, data.len() as u64) else {
-        return;
-    };
-    let _ = archive.producer();
-    let _ = archive.externals();
-    let dumped = archive.external_addrs();
-    let actual: Vec<u64> = (0..dumped.len() as u64).map(|i| 0x7f00_0000_0000 + i * 64).collect();
-    let externals = ExternalMap::new(&dumped, &actual);
-    let _ = externals.moves_anything();
-    for name in ["a", "b.sub", "", "zz"] {
-        let _ = archive.lookup(name);
-    }
-    let _ = archive.entries();
-    for i in 0..archive.module_count().min(256) {
-        let Ok(entry) = archive.entry(i) else { continue };
-        let _ = entry.meta();
-        let _ = entry.pointer_slots().count();
-        let _ = entry.fixups().count();
-        let start = entry.objects_file_off as usize;
-        let objects = &data[start..start + entry.objects_len as usize];
-        let _ = entry.verify(objects);
-        // As the loader computes it: must not overflow for any archive `parse` accepts.
-        let preferred = archive.header.preferred_base + entry.objects_file_off;
-        for actual in [preferred, 0x7f12_3456_0000 + entry.objects_file_off] {
-            let _ = relocate(&mut objects.to_vec(), &entry, preferred, actual, &externals);
-        }
-    }
-}
-
 fn u32_at(b: &[u8], at: usize) -> usize {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
 }

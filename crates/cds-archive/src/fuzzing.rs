@@ -1,0 +1,90 @@
+//! What the `archive` fuzz target (fuzz/fuzz_targets/archive.rs) does with one input, shared
+//! with the regression tests that replay its findings on the stable toolchain
+//! (tests/fuzz_regressions.rs), so that both always exercise the same reader paths.
+
+use crate::layout::*;
+use crate::reader::Archive;
+use crate::reloc::{relocate, ExternalMap};
+use crate::writer::{entry_crc, header_crc};
+
+/// Everything a reader does with an archive: header and section checks, index lookups, entry
+/// decoding, metadata, checksums, fix-up lists and relocation (at the preferred address and
+/// elsewhere). It must return, never panic, for any bytes; errors are fine.
+pub fn exercise(data: &[u8]) {
+    let Ok(archive) = Archive::parse(data, data.len() as u64) else {
+        return;
+    };
+    let _ = archive.producer();
+    let _ = archive.externals();
+    let dumped = archive.external_addrs();
+    let actual: Vec<u64> = (0..dumped.len() as u64).map(|i| 0x7f00_0000_0000 + i * 64).collect();
+    let externals = ExternalMap::new(&dumped, &actual);
+    let _ = externals.moves_anything();
+    for name in ["json", "a", "b.sub", "", "zz", "\u{10ffff}"] {
+        let _ = archive.lookup(name);
+    }
+    let _ = archive.entries();
+    for i in 0..archive.module_count().min(256) {
+        let Ok(entry) = archive.entry(i) else { continue };
+        let _ = archive.lookup(entry.name);
+        let _ = entry.meta();
+        let _ = entry.reloc_count();
+        let _ = entry.pointer_slots().count();
+        let _ = entry.fixup_count();
+        for f in entry.fixups() {
+            let _ = f;
+        }
+        let start = entry.objects_file_off as usize;
+        let Some(objects) = data.get(start..start + entry.objects_len as usize) else {
+            continue;
+        };
+        let _ = entry.verify(objects);
+        // As the loader computes it (crates/cds-python/src/loader.rs): must not overflow for
+        // any archive `parse` accepts.
+        let preferred = archive.header.preferred_base + entry.objects_file_off;
+        let mut copy = objects.to_vec();
+        let _ = relocate(&mut copy, &entry, preferred, preferred, &externals);
+        // Mapped elsewhere: a page-aligned address in the usual range of mmap.
+        let moved = 0x7f12_3456_0000 + entry.objects_file_off;
+        let mut copy = objects.to_vec();
+        let _ = relocate(&mut copy, &entry, preferred, moved, &externals);
+    }
+}
+
+/// Rewrites the file size, every index entry's checksum (for the first 256 entries) and the
+/// header checksum to match the bytes, so that a mutated field is what the checks behind the
+/// checksums see. False when the input is too short to have a header.
+pub fn fix_checksums(b: &mut [u8]) -> bool {
+    if b.len() < HEADER_SIZE {
+        return false;
+    }
+    let len = b.len() as u64;
+    b[H_FILE_SIZE..H_FILE_SIZE + 8].copy_from_slice(&len.to_le_bytes());
+    let blob_off = usize::try_from(rd_u64(b, H_BLOB_OFF)).ok();
+    if let (Ok(index_off), Some(blob_off)) = (usize::try_from(rd_u64(b, H_INDEX_OFF)), blob_off) {
+        for i in 0..(rd_u32(b, H_MODULE_COUNT) as usize).min(256) {
+            let Some(at) = index_off.checked_add(i * ENTRY_SIZE) else { break };
+            let Some(e) = range(b, at, ENTRY_SIZE) else { break };
+            let name_off = blob_off.checked_add(rd_u32(e, E_NAME_OFF) as usize);
+            let Some(name) = name_off.and_then(|off| range(b, off, rd_u32(e, E_NAME_LEN) as usize)) else {
+                continue;
+            };
+            let crc = entry_crc(e, name);
+            b[at + E_ENTRY_CRC..at + E_ENTRY_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    let externals_len = rd_u32(b, H_EXTERNALS_COUNT) as usize * EXTERNAL_SIZE;
+    let externals_off = usize::try_from(rd_u64(b, H_EXTERNALS_OFF)).ok();
+    let externals = externals_off.and_then(|off| range(b, off, externals_len));
+    let producer = blob_off.and_then(|off| range(b, off, rd_u32(b, H_PRODUCER_LEN) as usize));
+    if let (Some(externals), Some(producer)) = (externals, producer) {
+        let crc = header_crc(&b[..HEADER_SIZE], externals, producer);
+        b[H_CRC..H_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+    true
+}
+
+/// `b[off..off + len]`, or `None` when it is not inside `b`.
+fn range(b: &[u8], off: usize, len: usize) -> Option<&[u8]> {
+    b.get(off..off.checked_add(len)?)
+}
