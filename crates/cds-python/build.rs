@@ -40,5 +40,10 @@ fn main() {
     assert!(facts.status.success(), "the layout probe failed");
     let text = String::from_utf8(facts.stdout).expect("utf-8 probe output");
     std::fs::write(out_dir.join("layout.rs"), &text).expect("write layout.rs");
+    // The digest of every layout fact, part of the archive fingerprint: computed here once
+    // rather than in every process that opens an archive.
+    use sha2::Digest;
+    let digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+    std::fs::write(out_dir.join("layout_digest.rs"), format!("{digest:?}")).expect("write layout_digest.rs");
     println!("cargo:rustc-env=PYCDS_PYTHON_INCLUDE={include}");
 }

@@ -28,7 +28,7 @@ pub fn current() -> ([u8; 32], String) {
     h.update(layout::PY_VERSION_HEX.to_le_bytes());
     h.update(if cfg!(target_endian = "little") { b"le" } else { b"be" });
     h.update((std::mem::size_of::<usize>() as u32).to_le_bytes());
-    h.update(layout::digest_input().as_bytes());
+    h.update(layout::LAYOUT_DIGEST);
     (h.finalize().into(), description)
 }
 

@@ -50,8 +50,7 @@ pub fn str_size(ascii: bool, kind: usize, length: usize) -> usize {
     }
 }
 
-/// A digest of every layout fact, part of the archive fingerprint: an archive is only ever
-/// opened by an extension built against identical struct layouts.
-pub fn digest_input() -> String {
-    include_str!(concat!(env!("OUT_DIR"), "/layout.rs")).to_owned()
-}
+/// SHA-256 of every layout fact (the generated constants above), part of the archive
+/// fingerprint: an archive is only ever opened by an extension built against identical struct
+/// layouts. Computed at build time.
+pub const LAYOUT_DIGEST: [u8; 32] = include!(concat!(env!("OUT_DIR"), "/layout_digest.rs"));
