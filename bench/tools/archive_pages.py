@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from app_archive import DEFAULT_APP, plain_env, trace_and_dump
 
 PROBE = r'''
 import atexit, os, runpy, sys
@@ -50,18 +50,14 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def main():
-    app = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "tests" / "apps" / "popular.py").resolve()
+    app = Path(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_APP).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYCDS")}
-        lst, img, probe = tmp / "mod.lst", tmp / "mod.img", tmp / "probe.py"
+        img = trace_and_dump(app, tmp)
+        probe = tmp / "probe.py"
         probe.write_text(PROBE)
-        subprocess.run([sys.executable, str(app)], env=dict(env, PYCDSMODE="TRACE", PYCDSLIST=str(lst)),
-                       check=True, capture_output=True, cwd=tmp)
-        subprocess.run([sys.executable, "-m", "cds.dump", str(lst), str(img)], env=env, check=True,
-                       capture_output=True, cwd=tmp)
         p = subprocess.run([sys.executable, str(probe), str(app)],
-                           env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)),
+                           env=dict(plain_env(), PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)),
                            capture_output=True, text=True, cwd=tmp)
         if p.returncode != 0:
             sys.exit(f"run from the archive failed ({p.returncode}):\n{p.stderr[-2000:]}")

@@ -11,14 +11,13 @@ Run it with the interpreter (venv) to measure; in a chroot: `bash tests/chroot.s
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from app_archive import DEFAULT_APP, plain_env, trace_and_dump
 
 CHILD = r'''
 import json, sys, time
@@ -38,19 +37,16 @@ print(json.dumps(tot))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("app", nargs="?", default=str(ROOT / "tests" / "apps" / "popular.py"))
+    ap.add_argument("app", nargs="?", default=str(DEFAULT_APP))
     ap.add_argument("--runs", type=int, default=9)
     args = ap.parse_args()
     app = Path(args.app).resolve()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCDS")}
+    env = plain_env()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        lst, img, child = tmp / "mod.lst", tmp / "mod.img", tmp / "child.py"
+        img = trace_and_dump(app, tmp)
+        child = tmp / "child.py"
         child.write_text(CHILD)
-        subprocess.run([sys.executable, str(app)], env=dict(env, PYCDSMODE="TRACE", PYCDSLIST=str(lst)),
-                       check=True, capture_output=True, cwd=tmp)
-        subprocess.run([sys.executable, "-m", "cds.dump", str(lst), str(img)], env=env, check=True,
-                       capture_output=True, cwd=tmp)
         runs = []
         for _ in range(args.runs):
             p = subprocess.run([sys.executable, str(child), str(img)], env=env, check=True,

@@ -24,6 +24,9 @@ enum Target {
     Internal { off: usize, intern: bool, frozenset: bool },
 }
 
+/// A copied module: its object bytes, the root's offset, its relocations and its fix-ups.
+pub type ModuleParts = (Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>);
+
 /// Marks an offset into the leaf region while copying (resolved by `Copier::finish`).
 const LEAF: usize = 1 << 62;
 
@@ -48,7 +51,7 @@ pub fn copy_module(
     builder: &mut ArchiveBuilder,
     code_count: &mut u32,
     code: *mut ffi::PyObject,
-) -> Result<(Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>), String> {
+) -> Result<ModuleParts, String> {
     let start = *code_count;
     let mut c = Copier {
         builder,
@@ -81,7 +84,7 @@ pub fn copy_module(
     }
 }
 
-pub fn into_input(name: &str, meta: cds_archive::ModuleMeta, parts: (Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>)) -> ModuleInput {
+pub fn into_input(name: &str, meta: cds_archive::ModuleMeta, parts: ModuleParts) -> ModuleInput {
     let (objects, root, relocs, fixups) = parts;
     ModuleInput { name: name.to_owned(), meta, objects, root, relocs, fixups }
 }
@@ -123,7 +126,7 @@ impl Copier<'_> {
 
     /// Joins the two regions (leaves after the linked objects) and resolves tagged offsets: in
     /// slots, in internal pointers and in the root.
-    fn finish(mut self, root: usize) -> Result<(Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>), String> {
+    fn finish(mut self, root: usize) -> Result<ModuleParts, String> {
         let base = self.linked.len().next_multiple_of(16);
         let place = |off: usize| if off & LEAF != 0 { base + (off & !LEAF) } else { off };
         let slot32 = |off: usize| u32::try_from(place(off)).map_err(|_| "module larger than 4 GiB".to_string());
@@ -252,13 +255,7 @@ impl Copier<'_> {
                 }
                 Kind::Slice => {
                     let off = self.copy_raw(obj, layout::SLICE_SIZE, kind)?;
-                    for &(_, field, _) in layout::SLICE_ITEMS {
-                        let item = std::ptr::read_unaligned((obj as *const u8).add(field) as *const *mut ffi::PyObject);
-                        if item.is_null() {
-                            return Err("slice constant with a NULL field".into());
-                        }
-                        self.link(off + field, item)?;
-                    }
+                    self.link_fields(obj, off, layout::SLICE_ITEMS, "slice constant")?;
                     Target::Internal { off, intern: false, frozenset: false }
                 }
                 Kind::Tuple => {
@@ -371,16 +368,33 @@ impl Copier<'_> {
             *self.code_count += 1;
             self.at(off + field, 4).copy_from_slice(&v.to_ne_bytes());
         }
-        for &(_, field, _) in layout::CODE_OBJECTS {
-            // SAFETY: caller contract; `field` is a pointer field of the code object.
+        // SAFETY: caller contract; CODE_OBJECTS lists the code object's pointer fields.
+        unsafe { self.link_fields(obj, off, layout::CODE_OBJECTS, "code object")? };
+        Ok(Target::Internal { off, intern: false, frozenset: false })
+    }
+
+    /// Links each pointer field of `fields` (offsets from the probe) in the copy at `off` to
+    /// what the same field of the live `obj` holds; `what` names the object in errors.
+    ///
+    /// SAFETY (caller): GIL held, `obj` alive until the copy is finished, and every field in
+    /// `fields` an object pointer of `obj`'s type, owned by `obj`.
+    unsafe fn link_fields(
+        &mut self,
+        obj: *mut ffi::PyObject,
+        off: usize,
+        fields: &[(&str, usize, usize)],
+        what: &str,
+    ) -> Result<(), String> {
+        for &(_, field, _) in fields {
+            // SAFETY: caller contract; `field` is a pointer field inside the live object.
             let child = unsafe { std::ptr::read_unaligned((obj as *const u8).add(field) as *const *mut ffi::PyObject) };
             if child.is_null() {
-                return Err("code object with a NULL field".into());
+                return Err(format!("{what} with a NULL field"));
             }
-            // SAFETY: caller contract; the child is owned by the live code object.
+            // SAFETY: caller contract; the child is owned by the live object.
             unsafe { self.link(off + field, child)? };
         }
-        Ok(Target::Internal { off, intern: false, frozenset: false })
+        Ok(())
     }
 }
 

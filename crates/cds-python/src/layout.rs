@@ -34,6 +34,12 @@ pub fn long_size(digits: u64) -> usize {
     LONG_DIGITS + (digits.max(1) as usize) * LONG_DIGIT_SIZE
 }
 
+/// Whether every bit of `mask` is set in `v` (true for an empty mask: a bit-field this
+/// version does not have).
+pub fn has_bits(v: u32, mask: u32) -> bool {
+    v & mask == mask
+}
+
 /// Whether an intern fix-up may intern the archived string itself. Before 3.12 it may: the
 /// interned dict then holds it, and its biased reference count keeps it alive through
 /// finalization. On 3.12+ interning rewrites the string's header, and 3.14's finalization makes
@@ -41,13 +47,14 @@ pub fn long_size(digits: u64) -> usize {
 /// (as unmarshalling does) and archived strings never enter the interned dict.
 pub const INTERN_IN_PLACE: bool = !IMMORTAL_OBJECTS;
 
-/// Bytes a compact `str` object occupies.
+/// Offset of a compact `str`'s characters from the object's start.
+pub fn str_data_offset(ascii: bool) -> usize {
+    if ascii { STR_ASCII_SIZE } else { STR_COMPACT_SIZE }
+}
+
+/// Bytes a compact `str` object occupies (an ASCII string has kind 1).
 pub fn str_size(ascii: bool, kind: usize, length: usize) -> usize {
-    if ascii {
-        STR_ASCII_SIZE + length + 1
-    } else {
-        STR_COMPACT_SIZE + (length + 1) * kind
-    }
+    str_data_offset(ascii) + (length + 1) * kind
 }
 
 /// SHA-256 of every layout fact (the generated constants above), part of the archive

@@ -348,7 +348,7 @@ unsafe fn heap_copy(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
         let length = std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize);
         let kind = layout::state_field(state, layout::STR_STATE_KIND) as i32;
         let ascii = state & layout::STR_STATE_ASCII != 0;
-        let data = p.add(if ascii { layout::STR_ASCII_SIZE } else { layout::STR_COMPACT_SIZE });
+        let data = p.add(layout::str_data_offset(ascii));
         ffi::PyUnicode_FromKindAndData(kind, data.cast(), length)
     }
 }

@@ -302,7 +302,7 @@ impl<'a> Validator<'a> {
         let ok = state & layout::STR_STATE_COMPACT != 0
             && ready
             && state & layout::STR_STATE_INTERNED == 0
-            && state & layout::STR_STATE_STATIC == layout::STR_STATE_STATIC
+            && layout::has_bits(state, layout::STR_STATE_STATIC)
             && matches!(kind, 1 | 2 | 4)
             && (!ascii || kind == 1)
             && (0..1 << 40).contains(&length);
