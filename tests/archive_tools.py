@@ -78,6 +78,21 @@ class Archive:
     def name(self, i):
         return self.blob(self.e(i, "name_off"), self.e(i, "name_len")).decode()
 
+    def externals(self):
+        """The externals table: ``(kind, arg, dumped_addr)`` per entry."""
+        off = self.h("externals_off")
+        return [struct.unpack_from("<IxxxxqQ", self.b, off + k * EXTERNAL) for k in range(self.h("externals_count"))]
+
+    def index_of(self, name):
+        return next(i for i in range(self.h("module_count")) if self.name(i) == name)
+
+    def objects_of_type(self, i, type_addr, refcnt):
+        """File offsets of module ``i``'s objects whose header is ``(refcnt, type_addr)``: every
+        archived object starts 16-byte aligned with the archived reference count and its type."""
+        start, end = self.objects_range(i)
+        return [at for at in range(start, end - 16, 16)
+                if struct.unpack_from("<qQ", self.b, at) == (refcnt, type_addr)]
+
     def objects_range(self, i):
         start = self.h("objects_off") + self.e(i, "objects_off")
         return start, start + self.e(i, "objects_len")

@@ -6,10 +6,14 @@ and exit 0: no crash, no hang, no wrong code. Damage of three kinds:
 - every header field changed, with and without a recomputed header checksum;
 - structural lies with *recomputed* checksums (entries out of bounds or overlapping another
   module, bitmaps marking non-pointers, pointers out of the module, fix-ups at the wrong
-  objects): caught by the bounds and relocation checks behind the checksums.
+  objects): caught by the bounds and relocation checks behind the checksums;
+- object fields no interpreter would write, with recomputed checksums (reference count, string
+  state, int size word, code version, tuple hash cache, per interpreter version): caught by the
+  structural validation, which names the reason.
 
 ``PYCDS_STRESS=N`` multiplies the number of random cases (default 1)."""
 
+import json
 import os
 import random
 import struct
@@ -24,7 +28,7 @@ from pycds_testing import PYTHON
 
 APP = {
     "main.py": "import json, alpha, pkg.beta\nprint(json.dumps([alpha.A, pkg.beta.f(2), alpha.S, alpha.g(2)]))\n",
-    "alpha.py": "A = ('alpha', 2**70, -0.0)\nS = sorted({'x', 'y'})\n"
+    "alpha.py": "A = ('alpha', 1180591620717411303424, -0.0)\nS = sorted({'x', 'y'})\n"
                 "def g(x):\n    return [i * x for i in range(3) if i in {0, 2}]\n",
     "pkg/__init__.py": "",
     "pkg/beta.py": "def f(x):\n    return {'k': x, 'name': __name__}\n",
@@ -187,3 +191,65 @@ def test_structural_lies_with_valid_checksums(clean):
             case(f"module {i} fix-up {k} retargeted", fixup, i)
     assert len(cases) > 100
     assert run_all(root, env, cases) == []
+
+
+def test_object_lies_with_valid_checksums(clean):
+    """Objects whose fields no interpreter would write, behind recomputed checksums: each is
+    refused by the structural validation, only its module falls back, and it says why."""
+    root, data, env = clean
+    facts = json.loads(subprocess.run(
+        [PYTHON, "-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"],
+        check=True, capture_output=True, text=True, env=env).stdout)
+    base = Archive(bytearray(data))
+    alpha = base.index_of("alpha")
+    type_addr = {}
+    for kind, arg, addr in base.externals():
+        if kind == 1:  # a type object, by its position in the archived kinds
+            type_addr[arg] = addr
+    args = dict(facts["type_args"])
+
+    def objects(kind):
+        found = base.objects_of_type(alpha, type_addr[args[kind]], facts["archived_refcnt"])
+        assert found, f"no archived {kind} in alpha"
+        return found
+
+    def u32(a, at, f):
+        struct.pack_into("<I", a.b, at, f(struct.unpack_from("<I", a.b, at)[0]))
+
+    lies = [
+        ("str without the archived refcount", objects("str")[0],
+         lambda a, at: struct.pack_into("<q", a.b, at, 1), "archived reference count"),
+        ("str marked interned", objects("str")[0],
+         lambda a, at: u32(a, at + facts["str_state"], lambda s: s | facts["str_state_interned"]), "malformed string"),
+    ]
+    if facts["str_state_static"]:
+        lies.append(("str without the static mark", objects("str")[0],
+                     lambda a, at: u32(a, at + facts["str_state"], lambda s: s & ~facts["str_state_static"]),
+                     "malformed string"))
+    ints = objects("int")
+    if facts["long_tagged"]:
+        lies.append(("int with sign bits 3", ints[0],
+                     lambda a, at: u32(a, at + facts["long_size_word"], lambda w: w | 3), "malformed int"))
+    else:
+        lies.append(("int with 2**40 digits", ints[0],
+                     lambda a, at: struct.pack_into("<q", a.b, at + facts["long_size_word"], 2**40),
+                     "implausible object size"))
+    if facts["code_version"] is not None:
+        lies.append(("code object with a foreign version", objects("code")[0],
+                     lambda a, at: struct.pack_into("<I", a.b, at + facts["code_version"], 7),
+                     "without an archived version"))
+    if facts["tuple_hash"] is not None:
+        lies.append(("tuple with a cached hash", objects("tuple")[0],
+                     lambda a, at: struct.pack_into("<q", a.b, at + facts["tuple_hash"], 12345),
+                     "with a cached hash"))
+    for label, at, mutate, reason in lies:
+        a = Archive(bytearray(data))
+        mutate(a, at)
+        a.fix_data_crc(alpha)
+        img = root / "case.img"
+        img.write_bytes(bytes(a.b))
+        p = subprocess.run([PYTHON, "main.py"], cwd=root, capture_output=True, text=True, timeout=60,
+                           env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(img), PYCDSVERBOSE="1"))
+        assert (p.returncode, p.stdout) == (0, EXPECTED), (label, p.stderr[-1000:])
+        assert "alpha: imported normally" in p.stderr and reason in p.stderr, (label, p.stderr[-1000:])
+        assert "pkg.beta: imported normally" not in p.stderr, (label, p.stderr[-1000:])

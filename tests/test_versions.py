@@ -1,7 +1,11 @@
 """Behaviour that depends on what each CPython version does with code objects and strings at
 run time: specialization of calls into archived code (3.12+ guards calls on code versions) and
-archived strings interned at run time (3.14 releases interned immortal strings at exit). Each
-check runs the same program plainly and from the archive, in separate processes."""
+archived strings interned at run time (3.14 releases interned immortal strings at exit), and
+the refusals that go with them: code that has run is not archived, and an interpreter whose
+code version counter has reached the archived range does not use the archive. The behaviour
+checks run the same program plainly and from the archive, in separate processes."""
+
+from pycds_testing import run
 
 HOT = '''
 import dis
@@ -85,3 +89,63 @@ def test_archived_strings_interned_at_run_time_survive_exit(project):
     shared = project.share("main.py", PYCDSVERBOSE="2")
     assert "served strs from the archive" in shared.stderr
     assert shared.stdout == plain.stdout
+
+
+def test_dumper_refuses_code_that_has_run():
+    """Only never-run code objects are archived: a specialized one would carry its call-site
+    caches into every process. Compiled code is accepted, the same code after a hot loop is not."""
+    script = '''
+from cds import _cds
+src = "def f(x):\\n    return x + 1\\n"
+ns = {}
+exec(compile(src, "/m.py", "exec"), ns)
+fresh = compile(src, "/m.py", "exec")
+w = _cds.ArchiveWriter()
+print("fresh", w.add("fresh", fresh, "/m.py", False, 0, 0, ["/"]) > 0)
+for i in range(5000):
+    ns["f"](i)
+try:
+    w.add("hot", ns["f"].__code__, "/m.py", False, 0, 0, ["/"])
+    print("hot archived")
+except _cds.ArchiveError as e:
+    print("hot refused:", e)
+'''
+    out = run(["-c", script]).stdout
+    assert "fresh True" in out
+    assert "hot refused: hot: code object has run" in out, out
+
+
+def test_archive_refused_when_code_versions_are_used_up(project):
+    """3.12+: archived code objects take versions from 2^31 up, reserved in the interpreter's
+    counter when the archive opens. With the counter already past 2^31 the archive is refused
+    (and the program would run normally); below it, opening moves the counter past the range."""
+    project.write("m.py", "def f():\n    return 1\n")
+    project.write("main.py", "import m\nprint(m.f())\n")
+    project.build("main.py")
+    script = '''
+import ctypes, sys
+from cds import _cds
+facts = _cds.layout_facts()
+off = facts["interp_next_code_version"]
+if off is None:
+    print("no code versions, 3.12+:", sys.version_info >= (3, 12))
+    sys.exit()
+get = ctypes.pythonapi.PyInterpreterState_Get
+get.restype = ctypes.c_void_p
+counter = ctypes.c_uint32.from_address(get() + off)
+if sys.argv[2] == "used-up":
+    counter.value = facts["code_version_base"] + 5
+try:
+    _cds.Archive(sys.argv[1])
+    print("opened; counter now", counter.value == facts["code_version_base"] + facts["code_version_capacity"])
+except _cds.ArchiveError as e:
+    print("refused:", e)
+'''
+    ok = run(["-c", script, str(project.archive), "fresh"]).stdout
+    if ok.startswith("no code versions"):
+        # Only an interpreter without code versions (3.11) has nothing to reserve.
+        assert ok.strip() == "no code versions, 3.12+: False", ok
+        return
+    assert ok.strip() == "opened; counter now True", ok
+    used = run(["-c", script, str(project.archive), "used-up"]).stdout
+    assert "refused:" in used and "handed out code versions" in used, used

@@ -229,6 +229,27 @@ fn interpreter_fingerprint() -> (String, String) {
     (hex(&fp), d)
 }
 
+/// Layout facts of this build that tests use to make archives lie in precise ways (offsets in
+/// bytes; `None` where this interpreter version lacks the field).
+#[pyfunction]
+fn layout_facts(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("archived_refcnt", layout::ARCHIVED_REFCNT)?;
+    d.set_item("ob_type", layout::OB_TYPE)?;
+    d.set_item("str_state", layout::STR_STATE)?;
+    d.set_item("str_state_interned", layout::STR_STATE_INTERNED)?;
+    d.set_item("str_state_static", layout::STR_STATE_STATIC)?;
+    d.set_item("long_size_word", layout::LONG_SIZE_WORD)?;
+    d.set_item("long_tagged", layout::LONG_TAGGED)?;
+    d.set_item("tuple_hash", layout::TUPLE_HASH)?;
+    d.set_item("code_version", layout::CODE_VERSION)?;
+    d.set_item("interp_next_code_version", layout::INTERP_NEXT_CODE_VERSION)?;
+    d.set_item("code_version_base", code_versions::BASE)?;
+    d.set_item("code_version_capacity", code_versions::CAPACITY)?;
+    d.set_item("type_args", externals::KINDS.iter().map(|&k| (format!("{k:?}").to_lowercase(), k as u32)).collect::<Vec<_>>())?;
+    Ok(d)
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -241,6 +262,7 @@ fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(path_state, m)?)?;
     m.add_function(wrap_pyfunction!(source_stat, m)?)?;
     m.add_function(wrap_pyfunction!(interpreter_fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(layout_facts, m)?)?;
     m.add("LAYOUT_PYTHON", layout::PY_VERSION)?;
     m.add("IMMORTAL_OBJECTS", layout::IMMORTAL_OBJECTS)?;
     m.add("FORMAT_VERSION", cds_archive::FORMAT_VERSION)?;
