@@ -25,7 +25,8 @@ WORK = Path("target/cross")
 APP = "examples/demo/app.py"
 
 
-def interpreters() -> dict[str, list[str]]:
+def interpreters() -> dict[str, tuple[list[str], str]]:
+    """name -> (command prefix that enters its chroot, if any; its python, from the root)."""
     found = {}
     for name, venv, chroot in (
         ("3.11-pie", ".venv", None),
@@ -36,16 +37,16 @@ def interpreters() -> dict[str, list[str]]:
         if not (ROOT / venv / "pyvenv.cfg").exists():
             continue
         prefix = ["bash", "tests/chroot.sh", chroot] if chroot else []
-        found[name] = prefix + ["env", f"{venv}/bin/python"]
+        found[name] = (prefix, f"{venv}/bin/python")
     return found
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    # The variables go through `env` inside the command, so that they reach a chroot too.
+def run(interp: tuple[list[str], str], args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs the interpreter's python with `args`; the variables go through `env` inside the
+    command, so that they reach a chroot too."""
+    prefix, python = interp
     extra = [f"{k}={v}" for k, v in (env or {}).items()]
-    i = cmd.index("env") + 1
-    full = cmd[:i] + extra + cmd[i:]
-    return subprocess.run(full, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(prefix + ["env", *extra, python, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def main() -> int:
@@ -57,15 +58,15 @@ def main() -> int:
     (ROOT / WORK).mkdir(parents=True)
     plain: dict[str, str] = {}
     for name, py in found.items():
-        p = run(py + [APP])
+        p = run(py, [APP])
         assert p.returncode == 0, f"{name}: plain run failed:\n{p.stderr}"
         plain[name] = p.stdout
         lst, img = str(WORK / f"{name}.lst"), str(WORK / f"{name}.img")
-        t = run(py + ["-m", "cds", "trace", "-o", lst, "--", APP])
+        t = run(py, ["-m", "cds", "trace", "-o", lst, "--", APP])
         assert t.returncode == 0, f"{name}: trace failed:\n{t.stderr}"
-        d = run(py + ["-m", "cds", "dump", lst, img])
+        d = run(py, ["-m", "cds", "dump", lst, img])
         assert d.returncode == 0 and (ROOT / img).exists(), f"{name}: dump failed:\n{d.stderr}"
-        own = run(py + [APP], {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": img, "PYCDSVERBOSE": "1"})
+        own = run(py, [APP], {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": img, "PYCDSVERBOSE": "1"})
         assert own.returncode == 0 and own.stdout == plain[name], f"{name}: own archive run failed:\n{own.stderr}"
         assert "served" in own.stderr and "0 imported normally" in own.stderr, f"{name}: own archive not used:\n{own.stderr}"
         print(f"{name}: dumped {img}; served from its own archive")
@@ -75,7 +76,7 @@ def main() -> int:
         for user, py in found.items():
             if user == maker:
                 continue
-            p = run(py + [APP], {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": img, "PYCDSVERBOSE": "1"})
+            p = run(py, [APP], {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": img, "PYCDSVERBOSE": "1"})
             ok = (
                 p.returncode == 0
                 and p.stdout == plain[user]
