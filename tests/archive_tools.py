@@ -7,7 +7,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-HEADER = 128
+HEADER = 136
 ENTRY = 64
 EXTERNAL = 24
 
@@ -28,7 +28,9 @@ HEADER_FIELDS = {
     "objects_off": (104, "<Q"),
     "objects_len": (112, "<Q"),
     "producer_len": (120, "<I"),
-    "header_crc": (124, "<I"),
+    "intern_count": (124, "<I"),
+    "header_crc": (128, "<I"),
+    "reserved": (132, "<I"),
 }
 
 ENTRY_FIELDS = {
@@ -99,7 +101,7 @@ class Archive:
 
     def fix_header_crc(self):
         ext = self.h("externals_off")
-        crc = zlib.crc32(bytes(self.b[:124]))
+        crc = zlib.crc32(bytes(self.b[:128]))
         crc = zlib.crc32(bytes(self.b[ext:ext + EXTERNAL * self.h("externals_count")]), crc)
         crc = zlib.crc32(self.blob(0, self.h("producer_len")), crc)
         self.set_h("header_crc", crc)

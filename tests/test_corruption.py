@@ -182,12 +182,21 @@ def test_structural_lies_with_valid_checksums(clean):
             case(f"module {i} bitmap unmarks slot {slot}", unmark, i)
 
         count = base.e(i, "fixups_count")
-        for k in range(min(count, 4 * SCALE)):
+        interns = base.h("intern_count")
+        for k in range(min(count, 6 * SCALE)):
             def fixup(a, k=k, i=i):
                 at = a.h("blob_off") + a.e(i, "fixups_off") + 8 * k
-                slot, kind = struct.unpack_from("<II", a.b, at)
-                # Point the fix-up at another word, or change its kind.
-                struct.pack_into("<II", a.b, at, *((slot + 8, kind) if k % 2 else (slot, 3 - kind)))
+                slot, word = struct.unpack_from("<II", a.b, at)
+                kind, number = word & 15, word >> 4
+                # Point the fix-up at another word, swap intern and frozenset, or (an intern
+                # fix-up) name another string of the archive's intern table.
+                if k % 3 == 0:
+                    slot += 8
+                elif k % 3 == 1 or kind != 1:
+                    word ^= 3
+                else:
+                    word = kind | (number + 1) % interns << 4
+                struct.pack_into("<II", a.b, at, slot, word)
             case(f"module {i} fix-up {k} retargeted", fixup, i)
     assert len(cases) > 100
     assert run_all(root, env, cases) == []
@@ -253,3 +262,37 @@ def test_object_lies_with_valid_checksums(clean):
         assert (p.returncode, p.stdout) == (0, EXPECTED), (label, p.stderr[-1000:])
         assert "alpha: imported normally" in p.stderr and reason in p.stderr, (label, p.stderr[-1000:])
         assert "pkg.beta: imported normally" not in p.stderr, (label, p.stderr[-1000:])
+
+
+def test_intern_number_naming_another_string(clean):
+    """An intern fix-up whose number (valid, inside the table, checksums recomputed) belongs to
+    another text: ``json``, imported first, resolves that number to its own string, so when
+    ``alpha`` names it, the loader's text check refuses alpha, which alone falls back."""
+    root, data, env = clean
+    base = Archive(bytearray(data))
+
+    def interns(i):
+        """(record file offset, slot, number) of module i's intern fix-ups."""
+        at = base.h("blob_off") + base.e(i, "fixups_off")
+        out = []
+        for k in range(base.e(i, "fixups_count")):
+            slot, word = struct.unpack_from("<II", base.b, at + 8 * k)
+            if word & 15 == 1:
+                out.append((at + 8 * k, slot, word >> 4))
+        return out
+
+    alpha = base.index_of("alpha")
+    mine = interns(alpha)
+    used_by_json = {n for _, _, n in interns(base.index_of("json"))} - {n for _, _, n in mine}
+    assert mine and used_by_json
+    a = Archive(bytearray(data))
+    at, slot, _ = mine[0]
+    struct.pack_into("<II", a.b, at, slot, 1 | min(used_by_json) << 4)
+    a.fix_data_crc(alpha)
+    img = root / "case.img"
+    img.write_bytes(bytes(a.b))
+    p = subprocess.run([PYTHON, "main.py"], cwd=root, capture_output=True, text=True, timeout=60,
+                       env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(img), PYCDSVERBOSE="1"))
+    assert (p.returncode, p.stdout) == (0, EXPECTED), p.stderr[-1000:]
+    assert "alpha: imported normally" in p.stderr and "names another string" in p.stderr, p.stderr[-1000:]
+    assert "pkg.beta: imported normally" not in p.stderr and "json: imported" not in p.stderr, p.stderr[-1000:]

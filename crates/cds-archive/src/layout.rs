@@ -4,9 +4,9 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the fixed header at offset 0.
-pub const HEADER_SIZE: usize = 128;
+pub const HEADER_SIZE: usize = 136;
 /// Size of one module index entry.
 pub const ENTRY_SIZE: usize = 64;
 /// Size of one externals-table record.
@@ -37,7 +37,9 @@ pub(crate) const H_BLOB_LEN: usize = 96;
 pub(crate) const H_OBJECTS_OFF: usize = 104;
 pub(crate) const H_OBJECTS_LEN: usize = 112;
 pub(crate) const H_PRODUCER_LEN: usize = 120;
-pub(crate) const H_CRC: usize = 124;
+pub(crate) const H_INTERN_COUNT: usize = 124;
+pub(crate) const H_CRC: usize = 128;
+pub(crate) const H_RESERVED: usize = 132;
 
 // Index entry field offsets.
 pub(crate) const E_NAME_OFF: usize = 0;
@@ -88,8 +90,11 @@ pub struct Reloc {
 /// Work beyond pointer arithmetic that a slot needs once its module's pointers are fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FixupKind {
-    /// The slot points at a string that the interpreter should intern (and may replace).
-    Intern,
+    /// The slot points at a string that the interpreter should intern (and may replace). The
+    /// number is the string's in the archive's intern table (below the header's
+    /// `intern_count`): equal strings of every module have the same number, so a reader
+    /// resolves each distinct string once per process.
+    Intern(u32),
     /// The slot points at a tuple that must be replaced by a frozenset of its items
     /// (a frozenset's layout depends on per-process hash seeds, so it cannot be stored).
     FrozenSet,
@@ -101,17 +106,25 @@ pub struct Fixup {
     pub kind: FixupKind,
 }
 
+/// A fix-up record's second word: the kind in the low 4 bits, its argument above.
+const FIXUP_KIND_BITS: u32 = 4;
+/// Intern table numbers must fit the 28 bits above the kind.
+pub const MAX_INTERN_COUNT: u32 = 1 << (32 - FIXUP_KIND_BITS);
+
 impl FixupKind {
-    pub(crate) fn code(self) -> u32 {
+    pub(crate) fn encode(self) -> u32 {
         match self {
-            FixupKind::Intern => 1,
+            FixupKind::Intern(n) => 1 | n << FIXUP_KIND_BITS,
             FixupKind::FrozenSet => 2,
         }
     }
-    pub(crate) fn from_code(code: u32) -> Option<Self> {
-        match code {
-            1 => Some(FixupKind::Intern),
-            2 => Some(FixupKind::FrozenSet),
+    /// Decodes a record's word; `None` for an unknown kind, an argument where none belongs, or
+    /// an intern number not below `intern_count`.
+    pub(crate) fn decode(word: u32, intern_count: u32) -> Option<Self> {
+        let arg = word >> FIXUP_KIND_BITS;
+        match word & ((1 << FIXUP_KIND_BITS) - 1) {
+            1 if arg < intern_count => Some(FixupKind::Intern(arg)),
+            2 if arg == 0 => Some(FixupKind::FrozenSet),
             _ => None,
         }
     }

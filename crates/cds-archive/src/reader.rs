@@ -22,6 +22,8 @@ pub struct Header {
     pub objects_off: u64,
     pub objects_len: u64,
     pub producer_len: u32,
+    /// Entries of the intern table: intern fix-ups name a string by a number below this.
+    pub intern_count: u32,
 }
 
 impl Header {
@@ -55,6 +57,7 @@ impl Header {
             objects_off: rd_u64(h, H_OBJECTS_OFF),
             objects_len: rd_u64(h, H_OBJECTS_LEN),
             producer_len: rd_u32(h, H_PRODUCER_LEN),
+            intern_count: rd_u32(h, H_INTERN_COUNT),
         };
         if hd.file_size != file_len {
             return Err(FormatError::Truncated { needed: hd.file_size, have: file_len });
@@ -86,6 +89,14 @@ impl Header {
         }
         if hd.producer_len as u64 > hd.blob_len {
             return Err(FormatError::OutOfBounds("producer string"));
+        }
+        // Each distinct interned string is an object of its own (at least one aligned unit), so
+        // a reader may size its intern table by this count without trusting it further.
+        if hd.intern_count >= MAX_INTERN_COUNT || hd.intern_count as u64 * OBJECT_ALIGN > hd.objects_len {
+            return Err(FormatError::OutOfBounds("intern table size"));
+        }
+        if rd_u32(h, H_RESERVED) != 0 {
+            return Err(FormatError::OutOfBounds("reserved header field"));
         }
         Ok(hd)
     }
@@ -121,6 +132,7 @@ pub struct Entry<'a> {
     /// Offset of the root object from the module's first byte.
     pub root: u64,
     data_crc: u32,
+    intern_count: u32,
 }
 
 impl<'a> Archive<'a> {
@@ -218,6 +230,7 @@ impl<'a> Archive<'a> {
             objects_len: obj_len,
             root,
             data_crc: rd_u32(e, E_DATA_CRC),
+            intern_count: self.header.intern_count,
         })
     }
 
@@ -280,13 +293,14 @@ impl<'a> Entry<'a> {
         self.fixups.len() / RECORD_SIZE
     }
 
-    /// The fix-ups in order, each checked to name an aligned slot inside the module.
+    /// The fix-ups in order, each checked to name an aligned slot inside the module (and an
+    /// intern fix-up, a number inside the intern table).
     pub fn fixups(&self) -> impl Iterator<Item = Result<Fixup, FormatError>> + 'a {
-        let (len, name) = (self.objects_len, self.name);
+        let (len, name, interns) = (self.objects_len, self.name, self.intern_count);
         self.fixups.chunks_exact(RECORD_SIZE).map(move |c| {
             let slot = rd_u32(c, 0);
-            let kind = FixupKind::from_code(rd_u32(c, 4))
-                .ok_or_else(|| FormatError::BadRelocation(format!("unknown fix-up kind in {name}")))?;
+            let kind = FixupKind::decode(rd_u32(c, 4), interns)
+                .ok_or_else(|| FormatError::BadRelocation(format!("malformed fix-up record in {name}")))?;
             if slot % 8 != 0 || slot as u64 + 8 > len {
                 return Err(FormatError::BadRelocation(format!("fix-up slot {slot} outside {name}")));
             }

@@ -42,6 +42,8 @@ pub struct ArchiveBuilder {
     external_index: HashMap<External, u32>,
     modules: Vec<ModuleInput>,
     names: HashMap<String, usize>,
+    /// Content key of each distinct interned string -> its number in the intern table.
+    interns: HashMap<Vec<u8>, u32>,
 }
 
 impl ArchiveBuilder {
@@ -59,6 +61,7 @@ impl ArchiveBuilder {
             external_index: HashMap::new(),
             modules: Vec::new(),
             names: HashMap::new(),
+            interns: HashMap::new(),
         }
     }
 
@@ -73,6 +76,21 @@ impl ArchiveBuilder {
         self.external_addrs.push(addr);
         self.external_index.insert(ext, i);
         i
+    }
+
+    /// The intern table number for the string whose content is `key` (opaque bytes that are
+    /// equal exactly when the strings are), numbering a new one on first use. Errors when the
+    /// table is full.
+    pub fn intern_number(&mut self, key: &[u8]) -> Result<u32, FormatError> {
+        if let Some(&n) = self.interns.get(key) {
+            return Ok(n);
+        }
+        let n = self.interns.len() as u32;
+        if n + 1 >= MAX_INTERN_COUNT {
+            return Err(FormatError::Io("too many distinct interned strings for one archive".into()));
+        }
+        self.interns.insert(key.to_vec(), n);
+        Ok(n)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -117,6 +135,11 @@ impl ArchiveBuilder {
         }
         for f in &m.fixups {
             check_slot(f.slot, len)?;
+            if let FixupKind::Intern(n) = f.kind {
+                if n as usize >= self.interns.len() {
+                    return Err(FormatError::BadRelocation(format!("intern number {n} was never given out")));
+                }
+            }
         }
         self.names.insert(m.name.clone(), self.modules.len());
         self.modules.push(m);
@@ -125,6 +148,20 @@ impl ArchiveBuilder {
 
     /// Lays the archive out and returns its bytes.
     pub fn build(mut self) -> Result<(Vec<u8>, WriteStats), FormatError> {
+        // Numbers given out for modules that were then not added are dropped: renumber the
+        // intern table densely, in order of first use.
+        let mut renumber = vec![u32::MAX; self.interns.len()];
+        let mut intern_count = 0u32;
+        for f in self.modules.iter_mut().flat_map(|m| m.fixups.iter_mut()) {
+            if let FixupKind::Intern(n) = &mut f.kind {
+                let new = &mut renumber[*n as usize];
+                if *new == u32::MAX {
+                    *new = intern_count;
+                    intern_count += 1;
+                }
+                *n = *new;
+            }
+        }
         // Blob: producer string, then per module name, meta, pointer bitmap, fixups.
         let mut blob: Vec<u8> = Vec::new();
         blob.extend_from_slice(self.producer.as_bytes());
@@ -149,7 +186,7 @@ impl ArchiveBuilder {
             let mut fix = Vec::with_capacity(m.fixups.len() * RECORD_SIZE);
             for f in &m.fixups {
                 fix.extend_from_slice(&f.slot.to_le_bytes());
-                fix.extend_from_slice(&f.kind.code().to_le_bytes());
+                fix.extend_from_slice(&f.kind.encode().to_le_bytes());
             }
             let fixups = (push(&mut blob, &fix)?.0, m.fixups.len() as u32);
             let off = align_up(objects_len, OBJECT_ALIGN);
@@ -157,6 +194,9 @@ impl ArchiveBuilder {
             placed.push(Placed { name, meta, bitmap, fixups, objects: (off, m.objects.len() as u64) });
         }
 
+        if intern_count as u64 * OBJECT_ALIGN > objects_len {
+            return Err(FormatError::BadRelocation("more interned strings than objects".into()));
+        }
         let n = self.modules.len();
         let index_off = HEADER_SIZE as u64;
         let externals_off = index_off + (n * ENTRY_SIZE) as u64;
@@ -243,6 +283,7 @@ impl ArchiveBuilder {
         wr_u64(h, H_OBJECTS_OFF, objects_off);
         wr_u64(h, H_OBJECTS_LEN, objects_len);
         wr_u32(h, H_PRODUCER_LEN, self.producer.len() as u32);
+        wr_u32(h, H_INTERN_COUNT, intern_count);
         let crc = header_crc(h, &ext_bytes, self.producer.as_bytes());
         wr_u32(h, H_CRC, crc);
 

@@ -31,7 +31,8 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
             Reloc { slot: 8, target: RelocTarget::External(ext) },
             Reloc { slot: 16, target: RelocTarget::Internal },
         ],
-        fixups: vec![Fixup { slot: 32, kind: FixupKind::Intern }],
+        // Two modules share the first key: one intern table entry for both.
+        fixups: vec![Fixup { slot: 32, kind: FixupKind::Intern(b.intern_number(&name.as_bytes()[..1]).unwrap()) }],
     }
 }
 
@@ -66,6 +67,31 @@ fn round_trip_and_lookup() {
     for n in ["", "a", "mid.", "zz", "alpha\0"] {
         assert!(a.lookup(n).unwrap().is_none(), "{n:?} found");
     }
+    // Intern numbers are dense and shared by equal keys ("mid" and "mid.sub" both use "m").
+    assert_eq!(a.header.intern_count, 3);
+    let number = |n: &str| match a.lookup(n).unwrap().unwrap().fixups().next().unwrap().unwrap().kind {
+        FixupKind::Intern(i) => i,
+        k => panic!("{k:?}"),
+    };
+    assert_eq!(number("mid"), number("mid.sub"));
+    assert_ne!(number("mid"), number("zeta"));
+}
+
+#[test]
+fn intern_numbers_outside_the_table_are_refused() {
+    // An archive whose header claims fewer intern table entries than its fix-ups use: the
+    // fix-up reader refuses those records (checksums recomputed, so only the check can say so).
+    let mut bytes = sample();
+    bytes[124..128].copy_from_slice(&1u32.to_le_bytes());
+    assert!(fuzzing::fix_checksums(&mut bytes));
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    let refused = a.entries().unwrap().iter().filter(|e| e.fixups().any(|f| f.is_err())).count();
+    assert_eq!(refused, 3, "only the modules using number 0 remain usable");
+    // A table larger than the objects could hold is refused at open.
+    let mut bytes = sample();
+    bytes[124..128].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(fuzzing::fix_checksums(&mut bytes));
+    assert_eq!(Archive::parse(&bytes, bytes.len() as u64).unwrap_err(), FormatError::OutOfBounds("intern table size"));
 }
 
 #[test]

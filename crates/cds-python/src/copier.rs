@@ -21,7 +21,8 @@ use crate::layout;
 #[derive(Clone, Copy)]
 enum Target {
     External { index: u32, addr: u64 },
-    Internal { off: usize, intern: bool, frozenset: bool },
+    /// `intern`: the string's number in the archive's intern table when it must be interned.
+    Internal { off: usize, intern: Option<u32>, frozenset: bool },
 }
 
 /// A copied module: its object bytes, the root's offset, its relocations and its fix-ups.
@@ -164,8 +165,8 @@ impl Copier<'_> {
             Target::Internal { off, intern, frozenset } => {
                 self.put_u64(slot, off as u64);
                 self.relocs.push((slot, RelocTarget::Internal));
-                if intern {
-                    self.fixups.push((slot, FixupKind::Intern));
+                if let Some(number) = intern {
+                    self.fixups.push((slot, FixupKind::Intern(number)));
                 }
                 if frozenset {
                     self.fixups.push((slot, FixupKind::FrozenSet));
@@ -236,33 +237,33 @@ impl Copier<'_> {
                     let n = ffi::PyBytes_Size(obj) as usize;
                     let off = self.copy_raw(obj, layout::BYTES_DATA + n + 1, kind)?;
                     self.put_i64(off + layout::BYTES_HASH, -1);
-                    Target::Internal { off, intern: false, frozenset: false }
+                    Target::Internal { off, intern: None, frozenset: false }
                 }
                 Kind::Int => {
                     let word = std::ptr::read_unaligned((obj as *const u8).add(layout::LONG_SIZE_WORD) as *const u64);
                     let digits = layout::long_digits(word).ok_or("int constant with an unknown size word")?;
                     let size = layout::long_size(digits);
                     let off = self.copy_raw(obj, size, kind)?;
-                    Target::Internal { off, intern: false, frozenset: false }
+                    Target::Internal { off, intern: None, frozenset: false }
                 }
                 Kind::Float => {
                     let off = self.copy_raw(obj, layout::FLOAT_SIZE, kind)?;
-                    Target::Internal { off, intern: false, frozenset: false }
+                    Target::Internal { off, intern: None, frozenset: false }
                 }
                 Kind::Complex => {
                     let off = self.copy_raw(obj, layout::COMPLEX_SIZE, kind)?;
-                    Target::Internal { off, intern: false, frozenset: false }
+                    Target::Internal { off, intern: None, frozenset: false }
                 }
                 Kind::Slice => {
                     let off = self.copy_raw(obj, layout::SLICE_SIZE, kind)?;
                     self.link_fields(obj, off, layout::SLICE_ITEMS, "slice constant")?;
-                    Target::Internal { off, intern: false, frozenset: false }
+                    Target::Internal { off, intern: None, frozenset: false }
                 }
                 Kind::Tuple => {
                     let n = ffi::PyTuple_Size(obj) as usize;
                     let items: Vec<*mut ffi::PyObject> = (0..n).map(|i| ffi::PyTuple_GetItem(obj, i as isize)).collect();
                     let off = self.copy_tuple(obj, &items)?;
-                    Target::Internal { off, intern: false, frozenset: false }
+                    Target::Internal { off, intern: None, frozenset: false }
                 }
                 Kind::Code => self.copy_code(obj)?,
             }
@@ -305,7 +306,7 @@ impl Copier<'_> {
             // The items stay alive through the frozenset after the temporary tuple is gone.
             let r = self.copy_tuple(tuple, &items);
             ffi::Py_DECREF(tuple);
-            Ok(Target::Internal { off: r?, intern: false, frozenset: true })
+            Ok(Target::Internal { off: r?, intern: None, frozenset: true })
         }
     }
 
@@ -348,7 +349,17 @@ impl Copier<'_> {
                 self.put_i64(off + wstr_length, length as i64);
             }
         }
-        Ok(Target::Internal { off, intern: state & layout::STR_STATE_INTERNED != 0, frozenset: false })
+        let intern = if state & layout::STR_STATE_INTERNED != 0 {
+            // Equal strings of every module share one intern table entry: the key is the kind
+            // and the code units, equal exactly when the texts are (for canonical strings).
+            let data = off + layout::str_data_offset(ascii);
+            let mut key = vec![kind as u8];
+            key.extend_from_slice(self.at(data, kind * length as usize));
+            Some(self.builder.intern_number(&key).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok(Target::Internal { off, intern, frozenset: false })
     }
 
     /// SAFETY (caller): GIL held, `obj` a live code object.
@@ -370,7 +381,7 @@ impl Copier<'_> {
         }
         // SAFETY: caller contract; CODE_OBJECTS lists the code object's pointer fields.
         unsafe { self.link_fields(obj, off, layout::CODE_OBJECTS, "code object")? };
-        Ok(Target::Internal { off, intern: false, frozenset: false })
+        Ok(Target::Internal { off, intern: None, frozenset: false })
     }
 
     /// Links each pointer field of `fields` (offsets from the probe) in the copy at `off` to

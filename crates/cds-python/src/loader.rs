@@ -2,6 +2,7 @@
 //! that turns archive bytes into live interpreter objects on first import.
 
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 
 use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
@@ -28,6 +29,9 @@ pub struct LoadedArchive {
     map: Mapping,
     modules: Mutex<Vec<ModState>>,
     resolved: OnceLock<Result<Resolved, String>>,
+    /// The string each intern table number resolved to in this process (null until first
+    /// use), holding one reference of its own. Made at the first fix-up.
+    interned: OnceLock<Box<[AtomicPtr<ffi::PyObject>]>>,
     pub path: String,
     pub producer: String,
 }
@@ -115,6 +119,7 @@ impl LoadedArchive {
             map,
             modules: Mutex::new((0..count).map(|_| ModState::Fresh).collect()),
             resolved: OnceLock::new(),
+            interned: OnceLock::new(),
             path: path.to_owned(),
             producer,
         })
@@ -241,8 +246,9 @@ impl LoadedArchive {
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
-        // Archived string -> the string interning gave for it (about half the slots are repeats).
-        let mut interned: AddrMap<u64> = AddrMap::with_capacity(entry.fixup_count() / 2);
+        let interned = self.interned.get_or_init(|| {
+            (0..self.view.header.intern_count).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect()
+        });
         let t3 = std::time::Instant::now();
         let (mut intern_fixups, mut frozenset_fixups) = (0, 0);
         for f in entry.fixups() {
@@ -259,33 +265,38 @@ impl LoadedArchive {
                 let tp = ffi::Py_TYPE(obj);
                 let class = slot_classes.get(f.slot as u64);
                 match f.kind {
-                    FixupKind::Intern => {
+                    FixupKind::Intern(number) => {
                         intern_fixups += 1;
                         if tp != externals::type_object(Kind::Str) || class == SlotClass::None {
                             return Err(format!("intern fix-up of {} is not a string", entry.name));
                         }
-                        // One interpreter lookup per archived string, as unmarshalling does:
-                        // later slots holding the same string take the first answer.
-                        match interned.get(obj as u64) {
-                            Some(canonical) if canonical != obj as u64 => {
-                                let canonical = canonical as *mut ffi::PyObject;
-                                ffi::Py_INCREF(canonical);
-                                *slot = canonical;
-                            }
-                            Some(_) => {}
-                            None => {
-                                if !layout::INTERN_IN_PLACE {
-                                    // The validator checked the string's kind, size and bounds.
-                                    let copy = heap_copy(obj);
-                                    if copy.is_null() {
-                                        ffi::PyErr_Clear();
-                                        return Err(format!("cannot intern a string of {}", entry.name));
-                                    }
-                                    *slot = copy;
+                        // `fixups()` checked the number against the header's table size.
+                        let cell = &interned[number as usize];
+                        let known = cell.load(Relaxed);
+                        if !known.is_null() {
+                            // One interpreter lookup per distinct string and process: every
+                            // later slot naming the number takes the first answer.
+                            if known != obj {
+                                if !same_text(known, obj) {
+                                    return Err(format!("intern fix-up of {} names another string", entry.name));
                                 }
-                                ffi::PyUnicode_InternInPlace(slot);
-                                interned.insert(obj as u64, *slot as u64);
+                                ffi::Py_INCREF(known);
+                                *slot = known;
                             }
+                        } else {
+                            if !layout::INTERN_IN_PLACE {
+                                // The validator checked the string's kind, size and bounds.
+                                let copy = heap_copy(obj);
+                                if copy.is_null() {
+                                    ffi::PyErr_Clear();
+                                    return Err(format!("cannot intern a string of {}", entry.name));
+                                }
+                                *slot = copy;
+                            }
+                            ffi::PyUnicode_InternInPlace(slot);
+                            // The table's own reference: interned strings are mortal on 3.11.
+                            ffi::Py_INCREF(*slot);
+                            cell.store(*slot, Relaxed);
                         }
                     }
                     FixupKind::FrozenSet => {
@@ -333,6 +344,29 @@ fn type_facts() -> TypeFacts {
             .filter(|&&k| ffi::PyType_HasFeature(externals::type_object(k), ffi::Py_TPFLAGS_HAVE_GC) != 0)
             .fold(0u16, |m, &k| m | 1 << k as u16);
         TypeFacts { code_basicsize: (*code).tp_basicsize as usize, code_itemsize: (*code).tp_itemsize as usize, gc }
+    }
+}
+
+/// Whether the interpreter's string `known` has the text of the archived string `archived`.
+///
+/// SAFETY (caller): GIL held; `known` is a live str; `archived` a validated archived compact
+/// string.
+unsafe fn same_text(known: *mut ffi::PyObject, archived: *mut ffi::PyObject) -> bool {
+    // SAFETY: caller contract; only header fields and data inside each string are read.
+    unsafe {
+        let text = |p: *const u8| {
+            let state = std::ptr::read_unaligned(p.add(layout::STR_STATE) as *const u32);
+            let length = std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize) as usize;
+            let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
+            let ascii = state & layout::STR_STATE_ASCII != 0;
+            let compact = state & layout::STR_STATE_COMPACT != 0;
+            compact.then(|| (kind, std::slice::from_raw_parts(p.add(layout::str_data_offset(ascii)), length * kind)))
+        };
+        match (text(known as *const u8), text(archived as *const u8)) {
+            (Some(a), Some(b)) => a == b,
+            // A legacy (non-compact) string: let the interpreter compare.
+            _ => ffi::PyUnicode_Compare(known, archived) == 0,
+        }
     }
 }
 
