@@ -1,7 +1,9 @@
-"""The runtime side of pycds: activation from the environment, the tracer, and the archive
-finder and loader.
+"""The runtime side of pycds: activation from the environment, the tracer, and the Python half
+of serving from an archive (the freshness check, the spec and the loader of an archived module).
 
-``pycds.pth`` imports this module at interpreter start-up only when ``PYCDSMODE`` is set. It
+``pycds.pth`` loads the extension when ``PYCDSMODE`` is set and calls ``_cds.boot()``. SHARE
+with an archive starts there natively (``_cds.ArchiveFinder``), and this module is imported only
+when the archive first holds a module being imported; every other mode calls ``activate()``. It
 imports nothing that an application might import itself (so the tracer sees the application's
 imports, and the replayer can serve them): only modules already loaded during start-up.
 """
@@ -9,8 +11,9 @@ imports, and the replayer can serve them): only modules already loaded during st
 import os
 import sys
 
-import _frozen_importlib as _bootstrap
 import _frozen_importlib_external as _external
+
+from cds import _cds
 
 SourceFileLoader = _external.SourceFileLoader
 PathFinder = _external.PathFinder
@@ -25,6 +28,11 @@ _state = {
 }
 _verbose = 0
 _active = False
+
+if _cds.booted() is not None:
+    # SHARE was started natively by ``_cds.boot()``, without diagnostics.
+    _active = True
+    _state["mode"], _state["archive"] = _cds.booted()
 
 
 def _say(level, message):
@@ -89,14 +97,6 @@ def activate():
         _say(1, f"{mode} not started: {_state['error']}")
 
 
-def _insert_before_path_finder(finder):
-    for i, f in enumerate(sys.meta_path):
-        if f is PathFinder:
-            sys.meta_path.insert(i, finder)
-            return
-    sys.meta_path.append(finder)
-
-
 # ---------------------------------------------------------------------------------------------
 # SHARE: serve modules from the archive.
 
@@ -140,70 +140,44 @@ def _fallback(name, reason):
     _say(1, f"{name}: imported normally: {reason}")
 
 
-class ArchiveFinder:
-    """A meta path finder, placed just before ``PathFinder``, that answers for the modules in the
-    archive while they are still what the file system holds. The archive is mapped on the first
-    import that reaches this finder, so a process that imports nothing pays nothing."""
+def _serve(archive, index, fullname, path, target):
+    """Called by ``_cds.ArchiveFinder`` for a module the archive holds: its spec if the archived
+    code is still what the file system holds (and the search still finds it), else ``None`` (or
+    the normal search's spec)."""
+    try:
+        search = sys.path if path is None else path
+        origin, is_package, stale, unverified = archive.check(index, search)
+    except Exception as exc:
+        _fallback(fullname, f"archive entry unusable: {exc}")
+        return None
+    if stale is not None:
+        _fallback(fullname, stale)
+        return None
+    if unverified is not None:
+        # The cheap proof failed: search as the import system would, and serve only if that
+        # finds the very same source file.
+        spec = PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.origin != origin or type(spec.loader) is not SourceFileLoader:
+            where = spec.origin if spec is not None else "nothing"
+            _fallback(fullname, f"the search path now finds {where} ({unverified})")
+            return spec
+        _say(2, f"{fullname}: search re-checked ({unverified})")
+    loader = ArchiveLoader(fullname, origin, archive, index)
+    locations = [_external._path_split(origin)[0]] if is_package else None
+    return _external.spec_from_file_location(
+        fullname, origin, loader=loader, submodule_search_locations=locations
+    )
 
-    def __init__(self, path):
-        self._path = path
-        self._archive = None
-        # True while the archive is being opened (importing the extension comes back through
-        # this finder: let it import normally) and, for good, once opening has failed.
-        self._passive = False
 
-    def _open(self):
-        if self._passive:
-            return None
-        self._passive = True
-        try:
-            from cds import _cds
+def _archive_unusable(reason):
+    """Called by ``_cds.ArchiveFinder`` when the archive cannot be opened: it answers nothing
+    from then on, and the program runs normally."""
+    _state["error"] = reason
+    _say(1, f"archive not used, running normally: {reason}")
 
-            archive = _cds.Archive(self._path)
-        except Exception as exc:
-            _state["error"] = str(exc)
-            _say(1, f"archive not used, running normally: {exc}")
-            # Stay in sys.meta_path (the import system may be iterating over it right now) but
-            # answer nothing from now on.
-            return None
-        self._passive = False
-        self._archive = archive
-        _say(2, f"serving from {self._path} ({archive.stats()['modules']} modules)")
-        return archive
 
-    def find_spec(self, fullname, path=None, target=None):
-        archive = self._archive or self._open()
-        if archive is None:
-            return None
-        try:
-            index = archive.lookup(fullname)
-            if index is None:
-                return None
-            search = sys.path if path is None else path
-            origin, is_package, stale, unverified = archive.check(index, search)
-        except Exception as exc:
-            _fallback(fullname, f"archive entry unusable: {exc}")
-            return None
-        if stale is not None:
-            _fallback(fullname, stale)
-            return None
-        if unverified is not None:
-            # The cheap proof failed: search as the import system would, and serve only if that
-            # finds the very same source file.
-            spec = PathFinder.find_spec(fullname, path, target)
-            if spec is None or spec.origin != origin or type(spec.loader) is not SourceFileLoader:
-                where = spec.origin if spec is not None else "nothing"
-                _fallback(fullname, f"the search path now finds {where} ({unverified})")
-                return spec
-            _say(2, f"{fullname}: search re-checked ({unverified})")
-        loader = ArchiveLoader(fullname, origin, archive, index)
-        locations = [_external._path_split(origin)[0]] if is_package else None
-        return _external.spec_from_file_location(
-            fullname, origin, loader=loader, submodule_search_locations=locations
-        )
-
-    def invalidate_caches(self):
-        pass
+def _archive_opened(archive):
+    _say(2, f"serving from {archive.path} ({archive.stats()['modules']} modules)")
 
 
 def _start_share(path):
@@ -212,7 +186,7 @@ def _start_share(path):
         _state["error"] = "PYCDSMODE=SHARE needs PYCDSARCHIVE; running without an archive"
         _say(1, _state["error"])
         return
-    _insert_before_path_finder(ArchiveFinder(path))
+    _cds.insert_finder(_cds.ArchiveFinder(path, _verbose >= 2))
     if _verbose >= 1:
         import atexit
 
@@ -281,7 +255,7 @@ def _start_trace(list_path):
         _say(1, _state["error"])
         return
     finder = TraceFinder(os.path.abspath(list_path))
-    _insert_before_path_finder(finder)
+    _cds.insert_finder(finder)
     if _verbose >= 1:
         import atexit
 

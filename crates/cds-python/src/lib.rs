@@ -6,6 +6,7 @@
 mod code_versions;
 mod copier;
 mod externals;
+mod finder;
 mod fingerprint;
 mod layout;
 mod loader;
@@ -38,8 +39,8 @@ fn err(msg: impl Into<String>) -> PyErr {
 
 /// An archive mapped for serving imports.
 #[pyclass(module = "cds._cds", frozen)]
-struct Archive {
-    inner: LoadedArchive,
+pub(crate) struct Archive {
+    pub(crate) inner: LoadedArchive,
 }
 
 #[pymethods]
@@ -258,6 +259,10 @@ fn hex(b: &[u8]) -> String {
 fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Archive>()?;
     m.add_class::<ArchiveWriter>()?;
+    m.add_class::<finder::ArchiveFinder>()?;
+    m.add_function(wrap_pyfunction!(finder::boot, m)?)?;
+    m.add_function(wrap_pyfunction!(finder::booted, m)?)?;
+    m.add_function(wrap_pyfunction!(finder::insert_finder, m)?)?;
     m.add("ArchiveError", m.py().get_type::<ArchiveError>())?;
     m.add_function(wrap_pyfunction!(path_state, m)?)?;
     m.add_function(wrap_pyfunction!(source_stat, m)?)?;

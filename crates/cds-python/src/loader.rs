@@ -2,7 +2,7 @@
 //! that turns archive bytes into live interpreter objects on first import.
 
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 
 use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
@@ -31,7 +31,7 @@ pub struct LoadedArchive {
     resolved: OnceLock<Result<Resolved, String>>,
     /// The string each intern table number resolved to in this process (null until first
     /// use), holding one reference of its own. Made at the first fix-up.
-    interned: OnceLock<Box<[AtomicPtr<ffi::PyObject>]>>,
+    interned: OnceLock<Box<[AtomicUsize]>>,
     pub path: String,
     pub producer: String,
 }
@@ -246,9 +246,7 @@ impl LoadedArchive {
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
-        let interned = self.interned.get_or_init(|| {
-            (0..self.view.header.intern_count).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect()
-        });
+        let interned = self.interned.get_or_init(|| zeroed_table(self.view.header.intern_count as usize));
         let t3 = std::time::Instant::now();
         let (mut intern_fixups, mut frozenset_fixups) = (0, 0);
         for f in entry.fixups() {
@@ -272,7 +270,7 @@ impl LoadedArchive {
                         }
                         // `fixups()` checked the number against the header's table size.
                         let cell = &interned[number as usize];
-                        let known = cell.load(Relaxed);
+                        let known = cell.load(Relaxed) as *mut ffi::PyObject;
                         if !known.is_null() {
                             // One interpreter lookup per distinct string and process: every
                             // later slot naming the number takes the first answer.
@@ -296,7 +294,7 @@ impl LoadedArchive {
                             ffi::PyUnicode_InternInPlace(slot);
                             // The table's own reference: interned strings are mortal on 3.11.
                             ffi::Py_INCREF(*slot);
-                            cell.store(*slot, Relaxed);
+                            cell.store(*slot as usize, Relaxed);
                         }
                     }
                     FixupKind::FrozenSet => {
@@ -345,6 +343,15 @@ fn type_facts() -> TypeFacts {
             .fold(0u16, |m, &k| m | 1 << k as u16);
         TypeFacts { code_basicsize: (*code).tp_basicsize as usize, code_itemsize: (*code).tp_itemsize as usize, gc }
     }
+}
+
+/// A table of `len` zeroed cells, allocated zeroed (for a large table, pages the kernel hands
+/// out zeroed and that cost nothing until a cell on them is used).
+fn zeroed_table(len: usize) -> Box<[AtomicUsize]> {
+    let table: Box<[usize]> = vec![0usize; len].into_boxed_slice();
+    // SAFETY: AtomicUsize has the same size, alignment and bit validity as usize (documented by
+    // std), so a boxed slice of one is a boxed slice of the other; ownership moves whole.
+    unsafe { Box::from_raw(Box::into_raw(table) as *mut [AtomicUsize]) }
 }
 
 /// Whether the interpreter's string `known` has the text of the archived string `archived`.

@@ -1,0 +1,168 @@
+//! The front of SHARE mode, native so that a process pays almost nothing for having an archive:
+//! `boot` (what `pycds.pth` calls at start-up) and the meta path finder. The finder opens the
+//! archive on the first import that reaches it and answers "not archived" itself; only for a
+//! module the archive holds does it call into `cds._runtime` (imported then, once), which checks
+//! the module is still what the file system holds and builds its spec and loader. A process that
+//! imports nothing from the archive never imports a Python module of pycds.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+
+use crate::loader::LoadedArchive;
+use crate::Archive;
+
+/// Mode and archive path when `boot` started SHARE by itself (without `cds._runtime`).
+static BOOTED: Mutex<Option<(String, String)>> = Mutex::new(None);
+/// `boot` acts once per process (site may process the same `.pth` twice, e.g. through a
+/// venv's `lib64` link).
+static BOOT_CALLED: AtomicBool = AtomicBool::new(false);
+
+/// A meta path finder for one archive, placed just before `PathFinder`.
+#[pyclass(module = "cds._cds", frozen)]
+pub struct ArchiveFinder {
+    path: String,
+    /// The mapped archive, or `None` once opening it has failed (then the finder answers
+    /// nothing, for good).
+    archive: OnceLock<Option<Py<Archive>>>,
+    /// Set while this finder imports `cds._runtime`: imports that come back here meanwhile
+    /// (the package itself) are answered "not archived".
+    busy: AtomicBool,
+    runtime: OnceLock<Py<PyModule>>,
+    /// Report the opening of the archive (`PYCDSVERBOSE>=2`) through `cds._runtime`.
+    announce: bool,
+}
+
+#[pymethods]
+impl ArchiveFinder {
+    #[new]
+    #[pyo3(signature = (path, announce=false))]
+    fn new(path: String, announce: bool) -> Self {
+        ArchiveFinder { path, archive: OnceLock::new(), busy: AtomicBool::new(false), runtime: OnceLock::new(), announce }
+    }
+
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The spec for an archived module that is still current, else `None` (the import system
+    /// goes on to `PathFinder`).
+    #[pyo3(signature = (fullname, path=None, target=None))]
+    fn find_spec(
+        &self,
+        py: Python<'_>,
+        fullname: &str,
+        path: Option<Bound<'_, PyAny>>,
+        target: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        if self.busy.load(Relaxed) {
+            return Ok(py.None());
+        }
+        let Some(archive) = self.archive(py)? else { return Ok(py.None()) };
+        match archive.get().inner.lookup(fullname) {
+            Ok(None) => Ok(py.None()),
+            Ok(Some(index)) => {
+                let runtime = self.runtime(py)?;
+                Ok(runtime.call_method1("_serve", (archive, index, fullname, path, target))?.unbind())
+            }
+            Err(why) => {
+                self.runtime(py)?.call_method1("_fallback", (fullname, format!("archive entry unusable: {why}")))?;
+                Ok(py.None())
+            }
+        }
+    }
+
+    fn invalidate_caches(&self) {}
+}
+
+impl ArchiveFinder {
+    /// The archive, opened on first use.
+    fn archive<'py>(&self, py: Python<'py>) -> PyResult<Option<&Py<Archive>>> {
+        if let Some(a) = self.archive.get() {
+            return Ok(a.as_ref());
+        }
+        let opened = match LoadedArchive::open(&self.path) {
+            Ok(inner) => Ok(Py::new(py, Archive { inner })?),
+            Err(why) => Err(why),
+        };
+        let archive = self.archive.get_or_init(|| opened.as_ref().ok().map(|a| a.clone_ref(py)));
+        match (&opened, archive) {
+            (Err(why), _) => {
+                self.runtime(py)?.call_method1("_archive_unusable", (why.as_str(),))?;
+            }
+            (Ok(_), Some(a)) if self.announce => {
+                self.runtime(py)?.call_method1("_archive_opened", (a,))?;
+            }
+            _ => {}
+        }
+        Ok(archive.as_ref())
+    }
+
+    /// `cds._runtime`, imported on first need.
+    fn runtime<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyModule>> {
+        if self.runtime.get().is_none() {
+            self.busy.store(true, Relaxed);
+            let imported = py.import("cds._runtime");
+            self.busy.store(false, Relaxed);
+            let _ = self.runtime.set(imported?.unbind());
+        }
+        Ok(self.runtime.get().expect("set above").bind(py))
+    }
+}
+
+/// Puts `finder` on `sys.meta_path` just before `PathFinder` (at the end if it is missing).
+#[pyfunction]
+pub fn insert_finder(py: Python<'_>, finder: Bound<'_, PyAny>) -> PyResult<()> {
+    let meta_path = py.import("sys")?.getattr("meta_path")?;
+    let meta_path = meta_path.cast::<PyList>()?;
+    let path_finder = py.import("_frozen_importlib_external")?.getattr("PathFinder")?;
+    for (i, f) in meta_path.iter().enumerate() {
+        if f.is(&path_finder) {
+            return meta_path.insert(i, finder);
+        }
+    }
+    meta_path.append(finder)
+}
+
+/// What `pycds.pth` calls when `PYCDSMODE` is set. SHARE with an archive and no diagnostics
+/// starts here, natively; every other case (TRACE, DUMP, verbose, errors to report) is
+/// `cds._runtime.activate()`. Never raises: the program must run whatever happens.
+#[pyfunction]
+pub fn boot(py: Python<'_>) {
+    if BOOT_CALLED.swap(true, Relaxed) {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap_or_default().trim().to_owned();
+    let native = var("PYCDSMODE").eq_ignore_ascii_case("SHARE")
+        && !var("PYCDSARCHIVE").is_empty()
+        && matches!(var("PYCDSVERBOSE").as_str(), "" | "0");
+    let started = native && (|| -> PyResult<bool> {
+        let flags = py.import("sys")?.getattr("flags")?;
+        if flags.getattr("ignore_environment")?.is_truthy()? {
+            // -E / -I: leave it to activate(), which ignores PYCDS* then.
+            return Ok(false);
+        }
+        let archive = std::env::var("PYCDSARCHIVE").unwrap_or_default();
+        insert_finder(py, Bound::new(py, ArchiveFinder::new(archive.clone(), false))?.into_any())?;
+        *BOOTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(("SHARE".to_owned(), archive));
+        Ok(true)
+    })()
+    .unwrap_or(false);
+    if !started {
+        let activated = py.import("cds._runtime").and_then(|r| r.call_method0("activate"));
+        if let Err(e) = activated {
+            // Like an error in a .pth line, but without taking the program down.
+            let msg = format!("pycds: not started: {e}\n");
+            let _ = py.import("sys").and_then(|s| s.getattr("stderr")?.call_method1("write", (PyString::new(py, &msg),)));
+        }
+    }
+}
+
+/// `(mode, archive)` when `boot` started SHARE natively, else `None`.
+#[pyfunction]
+pub fn booted() -> Option<(String, String)> {
+    BOOTED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}

@@ -1,0 +1,85 @@
+"""What having an archive costs a process at start-up, as behaviour: SHARE starts in the
+extension (``pycds.pth`` loads it directly and calls ``_cds.boot()``), imports no Python module
+of pycds until the archive first holds a module being imported, and answers every other import
+"not archived" natively. Timings are in the benchmark suite, not here."""
+
+import json
+
+from pycds_testing import run
+
+PROBE = (
+    "import sys, json\n"
+    "before = sorted(m for m in sys.modules if m == 'cds' or m.startswith('cds.'))\n"
+    "finders = [f.__name__ if isinstance(f, type) else type(f).__name__ for f in sys.meta_path]\n"
+    "import {module}\n"
+    "after = sorted(m for m in sys.modules if m == 'cds' or m.startswith('cds.'))\n"
+    "import cds\n"
+    "info = cds.info()\n"
+    "print(json.dumps([before, finders, after, info['mode'], info['archive'], info['served']]))\n"
+)
+
+
+# setuptools' own .pth imports `_distutils_hack` at start-up (then it is traced and archived, and
+# the archive holds a module of every start-up); this setting keeps it out.
+NO_HACK = {"SETUPTOOLS_USE_DISTUTILS": "stdlib"}
+
+
+def make(project):
+    project.write("main.py", "import helper\nprint(helper.X)\n")
+    project.write("helper.py", "X = 'helper'\n")
+    project.write("other.py", "Y = 1\n")
+    project.build("main.py", **NO_HACK)
+
+
+def probe(project, module, **extra):
+    proc = project.share("-c", PROBE.format(module=module), **NO_HACK, **extra)
+    return json.loads(proc.stdout), proc
+
+
+def test_share_boots_natively_and_imports_pycds_python_only_when_serving(project):
+    make(project)
+    (before, finders, after, mode, archive, served), proc = probe(project, "other")
+    assert before == ["cds._cds"], before
+    # One finder, although site may process the .pth twice (a venv's lib64 link).
+    assert finders.count("ArchiveFinder") == 1, finders
+    assert finders.index("ArchiveFinder") == finders.index("PathFinder") - 1
+    # `other` is not archived: still no Python module of pycds until `import cds` itself.
+    assert after == ["cds._cds"], after
+    assert (mode, archive, served) == ("SHARE", str(project.archive), [])
+    assert proc.stderr == ""
+
+    (before, _, after, mode, archive, served), proc = probe(project, "helper")
+    assert before == ["cds._cds"]
+    assert "cds._runtime" in after and served == ["helper"], (after, served)
+    assert (mode, archive) == ("SHARE", str(project.archive))
+
+
+def test_verbose_share_goes_through_the_runtime_with_the_same_finder(project):
+    make(project)
+    (before, finders, _, mode, _, served), proc = probe(project, "helper", PYCDSVERBOSE="2")
+    assert "cds._runtime" in before and finders.count("ArchiveFinder") == 1
+    assert (mode, served) == ("SHARE", ["helper"])
+    assert "serving from" in proc.stderr and "served helper from the archive" in proc.stderr
+
+
+def test_unusable_archive_reported_once_and_program_runs(project):
+    make(project)
+    project.archive.write_bytes(b"not an archive at all" * 10)
+    proc = project.share("main.py", PYCDSVERBOSE="1")
+    assert proc.stdout == "helper\n"
+    assert proc.stderr.count("archive not used, running normally") == 1, proc.stderr
+    # Without diagnostics: silent, and cds.info() says why.
+    proc = project.share("-c", "import helper, cds; print(cds.info()['error'])")
+    assert "not an archive" in proc.stdout or "magic" in proc.stdout.lower() or "truncated" in proc.stdout, proc.stdout
+    assert proc.stderr == ""
+
+
+def test_trace_and_dump_modes_still_start_from_the_runtime(project):
+    project.write("main.py", "import helper\nprint(helper.X)\n")
+    project.write("helper.py", "X = 'helper'\n")
+    proc = project.trace("main.py")
+    assert proc.stdout == "helper\n"
+    assert '"name": "helper"' in project.list.read_text()
+    proc = run(["-c", "print('not run')"], cwd=project.root,
+               env=project.env(None, PYCDSMODE="DUMP", PYCDSLIST=str(project.list), PYCDSARCHIVE=str(project.archive)))
+    assert proc.stdout == "" and project.archive.exists()
