@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from archive_tools import Archive
 from pycds_testing import rewrite_header, run
 
 APP = {
@@ -92,11 +93,15 @@ def _corruptions(archive):
     def size():
         return archive.stat().st_size
 
-    def objects_middle():
-        head = archive.read_bytes()[:128]
-        off = int.from_bytes(head[104:112], "little")
-        length = int.from_bytes(head[112:120], "little")
-        return off + length // 2
+    def of_mod_b(where):
+        """A file offset in mod_b's index entry or in the middle of its objects (mod_b is
+        imported by the app, so its damage is found when it is first used)."""
+        a = Archive(bytearray(archive.read_bytes()))
+        i = a.index_of("mod_b")
+        if where == "index":
+            return a.entry_at(i) + 4
+        start, end = a.objects_range(i)
+        return (start + end) // 2
 
     def write(data):
         archive.write_bytes(data)
@@ -117,8 +122,8 @@ def _corruptions(archive):
         ("text file", lambda: write(b"this is not an archive\n" * 100)),
         ("magic", flip_at(0)),
         ("header field", flip_at(60)),
-        ("index", flip_at(140)),
-        ("objects", lambda: flip_at(objects_middle())()),
+        ("index", lambda: flip_at(of_mod_b("index"))()),
+        ("objects", lambda: flip_at(of_mod_b("objects"))()),
         ("foreign interpreter", lambda: rewrite_header(archive, lambda b: b.__setitem__(slice(16, 48), b"\x01" * 32))),
         ("format version", lambda: rewrite_header(archive, lambda b: b.__setitem__(slice(8, 12), (99).to_bytes(4, "little")))),
         ("directory", lambda: (archive.unlink(), archive.mkdir())),

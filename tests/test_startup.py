@@ -5,6 +5,7 @@ of pycds until the archive first holds a module being imported, and answers ever
 
 import json
 
+from archive_tools import Archive
 from pycds_testing import run
 
 PROBE = (
@@ -19,20 +20,22 @@ PROBE = (
 )
 
 
-# setuptools' own .pth imports `_distutils_hack` at start-up (then it is traced and archived, and
-# the archive holds a module of every start-up); this setting keeps it out.
-NO_HACK = {"SETUPTOOLS_USE_DISTUTILS": "stdlib"}
-
-
 def make(project):
+    """An archive of the project's own module only: what else a start-up imports is archived
+    when traced (setuptools' `_distutils_hack`, Debian's `sitecustomize`) and is kept out here,
+    so that the archive holds nothing a bare start-up imports."""
     project.write("main.py", "import helper\nprint(helper.X)\n")
     project.write("helper.py", "X = 'helper'\n")
     project.write("other.py", "Y = 1\n")
-    project.build("main.py", **NO_HACK)
+    project.trace("main.py")
+    lines = [ln for ln in project.list.read_text().splitlines(True) if json.loads(ln)["name"] == "helper"]
+    assert len(lines) == 1
+    project.list.write_text("".join(lines))
+    project.dump()
 
 
 def probe(project, module, **extra):
-    proc = project.share("-c", PROBE.format(module=module), **NO_HACK, **extra)
+    proc = project.share("-c", PROBE.format(module=module), **extra)
     return json.loads(proc.stdout), proc
 
 
@@ -50,8 +53,27 @@ def test_share_boots_natively_and_imports_pycds_python_only_when_serving(project
 
     (before, _, after, mode, archive, served), proc = probe(project, "helper")
     assert before == ["cds._cds"]
-    assert "cds._runtime" in after and served == ["helper"], (after, served)
+    # The runtime ran from the archive's own copy: not even the `cds` package was imported.
+    assert after == ["cds._cds", "cds._runtime"] and served == ["helper"], (after, served)
     assert (mode, archive) == ("SHARE", str(project.archive))
+
+
+def test_runtime_comes_from_the_archive_or_else_is_imported_and_says_why(project):
+    make(project)
+    code = ("import sys, helper, cds; r = sys.modules['cds._runtime']\n"
+            "print(r.__spec__.origin == r.__file__ == cds._runtime.__file__, r is cds._runtime,\n"
+            "      type(r.__loader__).__name__, cds.info()['served'], cds.info()['fallbacks'])\n")
+    proc = project.share("-c", code)
+    assert proc.stdout == "True True SourceFileLoader ['helper'] {}\n", proc.stdout
+    # Damage the archived runtime's objects (its checksum no longer matches): the runtime is
+    # imported normally instead, the program is served as before, and info() says why.
+    a = Archive(bytearray(project.archive.read_bytes()))
+    start, end = a.objects_range(a.index_of("@pycds.runtime"))
+    a.b[(start + end) // 2] ^= 0x5A
+    project.archive.write_bytes(bytes(a.b))
+    proc = project.share("-c", code)
+    assert proc.stdout.startswith("True True SourceFileLoader ['helper'] {'cds._runtime': "), proc.stdout
+    assert "checksum" in proc.stdout and proc.stderr == ""
 
 
 def test_verbose_share_goes_through_the_runtime_with_the_same_finder(project):

@@ -13,6 +13,20 @@ __version__ = "0.1.0"
 __all__ = ["info", "__version__"]
 
 
+def _bind_loaded_submodules():
+    # pycds.pth loads `cds._cds`, and the archive's finder may run `cds._runtime`, before this
+    # package is imported: bind them here as the import system binds a submodule on its parent.
+    import sys
+
+    for name in ("_cds", "_runtime"):
+        module = sys.modules.get(f"{__name__}.{name}")
+        if module is not None:
+            globals()[name] = module
+
+
+_bind_loaded_submodules()
+
+
 def info():
     """What pycds did in this process: a dict with ``mode`` (``None`` when inactive),
     ``archive``, ``list``, ``error`` (why the mode could not start, or ``None``), ``served``

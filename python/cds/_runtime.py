@@ -13,7 +13,12 @@ import sys
 
 import _frozen_importlib_external as _external
 
-from cds import _cds
+try:
+    # Loaded by pycds.pth; taking it from sys.modules does not import the `cds` package (the
+    # finder may run this module from the archive, before anything else of pycds).
+    _cds = sys.modules["cds._cds"]
+except KeyError:
+    from cds import _cds
 
 SourceFileLoader = _external.SourceFileLoader
 PathFinder = _external.PathFinder

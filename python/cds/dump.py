@@ -139,8 +139,16 @@ def run_dump(list_path, archive_path, *, verbose=False):
             report.skipped[name] = reason
             if verbose:
                 print(f"pycds: skipped {name}: {reason}", file=sys.stderr)
+    # pycds's own runtime, which the archive's finder then starts without the import system.
+    runtime = PathFinder.find_spec("_runtime", [os.path.dirname(os.path.abspath(__file__))])
+    if runtime is not None and type(runtime.loader) is SourceFileLoader:
+        search = [os.path.dirname(runtime.origin)]
+        reason = _add(writer, report, _cds.RUNTIME_ENTRY, runtime, search)
+        if reason is not None and verbose:
+            print(f"pycds: pycds runtime not archived: {reason}", file=sys.stderr)
+    own = _cds.RUNTIME_ENTRY in writer
     stats = writer.write(os.fspath(archive_path))
-    report.modules = stats["modules"]
+    report.modules = stats["modules"] - own  # the program's modules
     report.file_bytes = stats["file_bytes"]
     report.objects_bytes = stats["objects_bytes"]
     report.seconds = time.perf_counter() - started

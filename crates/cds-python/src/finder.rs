@@ -14,6 +14,11 @@ use pyo3::types::{PyList, PyString};
 use crate::loader::LoadedArchive;
 use crate::Archive;
 
+/// The archive entry under which the dumper stores `cds._runtime` itself, so that the finder can
+/// start it without the import system (no search, no `.pyc`, not even the `cds` package). No
+/// import asks for this name.
+pub const RUNTIME_ENTRY: &str = "@pycds.runtime";
+
 /// Mode and archive path when `boot` started SHARE by itself (without `cds._runtime`).
 static BOOTED: Mutex<Option<(String, String)>> = Mutex::new(None);
 /// `boot` acts once per process (site may process the same `.pth` twice, e.g. through a
@@ -101,15 +106,65 @@ impl ArchiveFinder {
         Ok(archive.as_ref())
     }
 
-    /// `cds._runtime`, imported on first need.
+    /// `cds._runtime`, on first need: from the archive when it holds a current copy, else
+    /// imported.
     fn runtime<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyModule>> {
         if self.runtime.get().is_none() {
             self.busy.store(true, Relaxed);
-            let imported = py.import("cds._runtime");
+            let (module, unused) = match self.runtime_from_archive(py) {
+                Ok(m) => (Ok(m), None),
+                Err(why) => (py.import("cds._runtime"), why),
+            };
             self.busy.store(false, Relaxed);
-            let _ = self.runtime.set(imported?.unbind());
+            let module = module?;
+            if let Some(why) = unused {
+                module.call_method1("_fallback", ("cds._runtime", why))?;
+            }
+            let _ = self.runtime.set(module.unbind());
         }
         Ok(self.runtime.get().expect("set above").bind(py))
+    }
+
+    /// Runs the archived `cds._runtime` as that module, as the import system would (same
+    /// attributes, in `sys.modules`), if the archive holds it and its source is unchanged.
+    /// Otherwise nothing is left behind, and the error says why, if the archive's copy was there
+    /// but unusable.
+    fn runtime_from_archive<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyModule>, Option<String>> {
+        let modules = py.import("sys").and_then(|s| s.getattr("modules")).map_err(|e| Some(e.to_string()))?;
+        if let Ok(m) = modules.get_item("cds._runtime") {
+            return m.cast_into::<PyModule>().map_err(|e| Some(e.to_string()));
+        }
+        let Some(Some(archive)) = self.archive.get() else { return Err(None) };
+        let archive = archive.get();
+        let index = match archive.inner.lookup(RUNTIME_ENTRY) {
+            Ok(Some(index)) => index,
+            Ok(None) => return Err(None),
+            Err(why) => return Err(Some(format!("archive entry unusable: {why}"))),
+        };
+        let check = archive.inner.check(index, &[]).map_err(|why| Some(format!("archive entry unusable: {why}")))?;
+        if let Some(stale) = check.stale {
+            return Err(Some(stale));
+        }
+        let code = archive.load(py, index).map_err(|e| Some(format!("archive data unusable: {}", e.value(py))))?;
+        let run = || -> PyResult<Bound<'py, PyModule>> {
+            let external = py.import("_frozen_importlib_external")?;
+            let spec = external.call_method1("spec_from_file_location", ("cds._runtime", &check.origin))?;
+            let module = PyModule::new(py, "cds._runtime")?;
+            module.setattr("__file__", &check.origin)?;
+            module.setattr("__package__", "cds")?;
+            module.setattr("__loader__", spec.getattr("loader")?)?;
+            module.setattr("__cached__", spec.getattr("cached")?)?;
+            module.setattr("__spec__", spec)?;
+            modules.set_item("cds._runtime", &module)?;
+            let builtins = py.import("builtins")?;
+            module.setattr("__builtins__", &builtins)?;
+            builtins.call_method1("exec", (code, module.dict()))?;
+            Ok(module)
+        };
+        run().map_err(|e| {
+            let _ = modules.del_item("cds._runtime");
+            Some(format!("archived copy failed to run: {}", e.value(py)))
+        })
     }
 }
 

@@ -80,7 +80,7 @@ impl Archive {
     }
 
     /// The code object of module `index`, fixed up on first use.
-    fn load(&self, py: Python<'_>, index: u32) -> PyResult<Py<PyAny>> {
+    pub(crate) fn load(&self, py: Python<'_>, index: u32) -> PyResult<Py<PyAny>> {
         let (code, _) = self.inner.load(index).map_err(err)?;
         // SAFETY: `load` returns a new reference to a valid code object, with the GIL held.
         Ok(unsafe { Bound::from_owned_ptr(py, code) }.unbind())
@@ -271,5 +271,6 @@ fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LAYOUT_PYTHON", layout::PY_VERSION)?;
     m.add("IMMORTAL_OBJECTS", layout::IMMORTAL_OBJECTS)?;
     m.add("FORMAT_VERSION", cds_archive::FORMAT_VERSION)?;
+    m.add("RUNTIME_ENTRY", finder::RUNTIME_ENTRY)?;
     Ok(())
 }
