@@ -194,7 +194,8 @@ def _bench_report():
                 rec["hwm_kb"] = int(line.split()[1])
         if os.environ.get("BENCH_INFO"):
             cds = sys.modules.get("cds")
-            info = getattr(cds, "info", None)
+            # pycds: its runtime holds info(); the `cds` package itself may never be imported.
+            info = getattr(sys.modules.get("cds._runtime"), "info", None)
             if info is not None:  # pycds
                 i = info()
                 rec["served"] = len(i["served"])
