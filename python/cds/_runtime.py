@@ -34,10 +34,11 @@ _state = {
 _verbose = 0
 _active = False
 
-if _cds.booted() is not None:
+_booted = _cds.booted()
+if _booted is not None:
     # SHARE was started natively by ``_cds.boot()``, without diagnostics.
     _active = True
-    _state["mode"], _state["archive"] = _cds.booted()
+    _state["mode"], _state["archive"] = _booted
 
 
 def _say(level, message):

@@ -140,10 +140,10 @@ def run_dump(list_path, archive_path, *, verbose=False):
             if verbose:
                 print(f"pycds: skipped {name}: {reason}", file=sys.stderr)
     # pycds's own runtime, which the archive's finder then starts without the import system.
-    runtime = PathFinder.find_spec("_runtime", [os.path.dirname(os.path.abspath(__file__))])
+    here = [os.path.dirname(os.path.abspath(__file__))]
+    runtime = PathFinder.find_spec("_runtime", here)
     if runtime is not None and type(runtime.loader) is SourceFileLoader:
-        search = [os.path.dirname(runtime.origin)]
-        reason = _add(writer, report, _cds.RUNTIME_ENTRY, runtime, search)
+        reason = _add(writer, report, _cds.RUNTIME_ENTRY, runtime, here)
         if reason is not None and verbose:
             print(f"pycds: pycds runtime not archived: {reason}", file=sys.stderr)
     own = _cds.RUNTIME_ENTRY in writer

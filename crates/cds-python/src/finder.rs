@@ -6,7 +6,7 @@
 //! imports nothing from the archive never imports a Python module of pycds.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
@@ -19,8 +19,8 @@ use crate::Archive;
 /// import asks for this name.
 pub const RUNTIME_ENTRY: &str = "@pycds.runtime";
 
-/// Mode and archive path when `boot` started SHARE by itself (without `cds._runtime`).
-static BOOTED: Mutex<Option<(String, String)>> = Mutex::new(None);
+/// The archive path when `boot` started SHARE by itself (without `cds._runtime`).
+static BOOTED: OnceLock<String> = OnceLock::new();
 /// `boot` acts once per process (site may process the same `.pth` twice, e.g. through a
 /// venv's `lib64` link).
 static BOOT_CALLED: AtomicBool = AtomicBool::new(false);
@@ -89,21 +89,18 @@ impl ArchiveFinder {
         if let Some(a) = self.archive.get() {
             return Ok(a.as_ref());
         }
-        let opened = match LoadedArchive::open(&self.path) {
-            Ok(inner) => Ok(Py::new(py, Archive { inner })?),
-            Err(why) => Err(why),
+        let (archive, failure) = match LoadedArchive::open(&self.path) {
+            Ok(inner) => (Some(Py::new(py, Archive { inner })?), None),
+            Err(why) => (None, Some(why)),
         };
-        let archive = self.archive.get_or_init(|| opened.as_ref().ok().map(|a| a.clone_ref(py)));
-        match (&opened, archive) {
-            (Err(why), _) => {
-                self.runtime(py)?.call_method1("_archive_unusable", (why.as_str(),))?;
-            }
-            (Ok(_), Some(a)) if self.announce => {
-                self.runtime(py)?.call_method1("_archive_opened", (a,))?;
-            }
-            _ => {}
+        // Settled before reporting: the report may import `cds._runtime`, which comes back here.
+        let archive = self.archive.get_or_init(|| archive).as_ref();
+        if let Some(why) = failure {
+            self.runtime(py)?.call_method1("_archive_unusable", (why,))?;
+        } else if let (Some(a), true) = (archive, self.announce) {
+            self.runtime(py)?.call_method1("_archive_opened", (a,))?;
         }
-        Ok(archive.as_ref())
+        Ok(archive)
     }
 
     /// `cds._runtime`, on first need: from the archive when it holds a current copy, else
@@ -147,18 +144,14 @@ impl ArchiveFinder {
         }
         let code = archive.load(py, index).map_err(|e| Some(format!("archive data unusable: {}", e.value(py))))?;
         let run = || -> PyResult<Bound<'py, PyModule>> {
-            let external = py.import("_frozen_importlib_external")?;
-            let spec = external.call_method1("spec_from_file_location", ("cds._runtime", &check.origin))?;
-            let module = PyModule::new(py, "cds._runtime")?;
-            module.setattr("__file__", &check.origin)?;
-            module.setattr("__package__", "cds")?;
-            module.setattr("__loader__", spec.getattr("loader")?)?;
-            module.setattr("__cached__", spec.getattr("cached")?)?;
-            module.setattr("__spec__", spec)?;
+            // The module and its attributes as importlib makes them for this file; only the
+            // code comes from the archive.
+            let spec = py
+                .import("_frozen_importlib_external")?
+                .call_method1("spec_from_file_location", ("cds._runtime", &check.origin))?;
+            let module = py.import("_frozen_importlib")?.call_method1("module_from_spec", (spec,))?.cast_into::<PyModule>()?;
             modules.set_item("cds._runtime", &module)?;
-            let builtins = py.import("builtins")?;
-            module.setattr("__builtins__", &builtins)?;
-            builtins.call_method1("exec", (code, module.dict()))?;
+            py.import("builtins")?.call_method1("exec", (code, module.dict()))?;
             Ok(module)
         };
         run().map_err(|e| {
@@ -190,19 +183,19 @@ pub fn boot(py: Python<'_>) {
     if BOOT_CALLED.swap(true, Relaxed) {
         return;
     }
-    let var = |name: &str| std::env::var(name).unwrap_or_default().trim().to_owned();
-    let native = var("PYCDSMODE").eq_ignore_ascii_case("SHARE")
-        && !var("PYCDSARCHIVE").is_empty()
-        && matches!(var("PYCDSVERBOSE").as_str(), "" | "0");
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let archive = var("PYCDSARCHIVE");
+    let native = var("PYCDSMODE").trim().eq_ignore_ascii_case("SHARE")
+        && !archive.trim().is_empty()
+        && matches!(var("PYCDSVERBOSE").trim(), "" | "0");
     let started = native && (|| -> PyResult<bool> {
         let flags = py.import("sys")?.getattr("flags")?;
         if flags.getattr("ignore_environment")?.is_truthy()? {
             // -E / -I: leave it to activate(), which ignores PYCDS* then.
             return Ok(false);
         }
-        let archive = std::env::var("PYCDSARCHIVE").unwrap_or_default();
         insert_finder(py, Bound::new(py, ArchiveFinder::new(archive.clone(), false))?.into_any())?;
-        *BOOTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(("SHARE".to_owned(), archive));
+        let _ = BOOTED.set(archive);
         Ok(true)
     })()
     .unwrap_or(false);
@@ -218,6 +211,6 @@ pub fn boot(py: Python<'_>) {
 
 /// `(mode, archive)` when `boot` started SHARE natively, else `None`.
 #[pyfunction]
-pub fn booted() -> Option<(String, String)> {
-    BOOTED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+pub fn booted() -> Option<(&'static str, &'static str)> {
+    BOOTED.get().map(|archive| ("SHARE", archive.as_str()))
 }

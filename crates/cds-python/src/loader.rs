@@ -354,22 +354,35 @@ fn zeroed_table(len: usize) -> Box<[AtomicUsize]> {
     unsafe { Box::from_raw(Box::into_raw(table) as *mut [AtomicUsize]) }
 }
 
+/// The kind (bytes per code unit) and code units of the compact string at `obj`; `None` for a
+/// legacy (non-compact) string.
+///
+/// SAFETY (caller): GIL held; `obj` is a live str, or a validated archived compact string. The
+/// slice borrows the string's memory: the caller keeps the string alive while it uses it.
+unsafe fn compact_text<'a>(obj: *mut ffi::PyObject) -> Option<(usize, &'a [u8])> {
+    // SAFETY: caller contract; the header fields read are inside every str, and a compact
+    // string's `length * kind` bytes of data follow its header.
+    unsafe {
+        let p = obj as *const u8;
+        let state = std::ptr::read_unaligned(p.add(layout::STR_STATE) as *const u32);
+        if state & layout::STR_STATE_COMPACT == 0 {
+            return None;
+        }
+        let length = std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize) as usize;
+        let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
+        let ascii = state & layout::STR_STATE_ASCII != 0;
+        Some((kind, std::slice::from_raw_parts(p.add(layout::str_data_offset(ascii)), length * kind)))
+    }
+}
+
 /// Whether the interpreter's string `known` has the text of the archived string `archived`.
 ///
 /// SAFETY (caller): GIL held; `known` is a live str; `archived` a validated archived compact
 /// string.
 unsafe fn same_text(known: *mut ffi::PyObject, archived: *mut ffi::PyObject) -> bool {
-    // SAFETY: caller contract; only header fields and data inside each string are read.
+    // SAFETY: caller contract (that of `compact_text`, and both are str for the comparison).
     unsafe {
-        let text = |p: *const u8| {
-            let state = std::ptr::read_unaligned(p.add(layout::STR_STATE) as *const u32);
-            let length = std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize) as usize;
-            let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
-            let ascii = state & layout::STR_STATE_ASCII != 0;
-            let compact = state & layout::STR_STATE_COMPACT != 0;
-            compact.then(|| (kind, std::slice::from_raw_parts(p.add(layout::str_data_offset(ascii)), length * kind)))
-        };
-        match (text(known as *const u8), text(archived as *const u8)) {
+        match (compact_text(known), compact_text(archived)) {
             (Some(a), Some(b)) => a == b,
             // A legacy (non-compact) string: let the interpreter compare.
             _ => ffi::PyUnicode_Compare(known, archived) == 0,
@@ -377,20 +390,19 @@ unsafe fn same_text(known: *mut ffi::PyObject, archived: *mut ffi::PyObject) -> 
     }
 }
 
-/// A new heap string equal to the archived string `obj`.
+/// A new heap string equal to the archived string `obj` (null, with an exception set, on
+/// failure).
 ///
 /// SAFETY (caller): GIL held; `obj` is a validated archived compact string (its kind, length and
 /// data lie inside the module).
 unsafe fn heap_copy(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: caller contract; the header fields and the data read are inside the string.
+    // SAFETY: caller contract; the validator checked that the string is compact.
     unsafe {
-        let p = obj as *const u8;
-        let state = std::ptr::read_unaligned(p.add(layout::STR_STATE) as *const u32);
-        let length = std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize);
-        let kind = layout::state_field(state, layout::STR_STATE_KIND) as i32;
-        let ascii = state & layout::STR_STATE_ASCII != 0;
-        let data = p.add(layout::str_data_offset(ascii));
-        ffi::PyUnicode_FromKindAndData(kind, data.cast(), length)
+        let Some((kind, data)) = compact_text(obj) else {
+            ffi::PyErr_SetString(ffi::PyExc_ValueError, c"archived string is not compact".as_ptr());
+            return std::ptr::null_mut();
+        };
+        ffi::PyUnicode_FromKindAndData(kind as i32, data.as_ptr().cast(), (data.len() / kind) as isize)
     }
 }
 
