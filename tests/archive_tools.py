@@ -7,7 +7,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-HEADER = 136
+HEADER = 152
+STRING_RECORD = 16
 ENTRY = 64
 EXTERNAL = 24
 
@@ -29,8 +30,10 @@ HEADER_FIELDS = {
     "objects_len": (112, "<Q"),
     "producer_len": (120, "<I"),
     "intern_count": (124, "<I"),
-    "header_crc": (128, "<I"),
-    "reserved": (132, "<I"),
+    "strings_off": (128, "<Q"),
+    "strings_len": (136, "<Q"),
+    "header_crc": (144, "<I"),
+    "reserved": (148, "<I"),
 }
 
 ENTRY_FIELDS = {
@@ -101,7 +104,7 @@ class Archive:
 
     def fix_header_crc(self):
         ext = self.h("externals_off")
-        crc = zlib.crc32(bytes(self.b[:128]))
+        crc = zlib.crc32(bytes(self.b[:144]))
         crc = zlib.crc32(bytes(self.b[ext:ext + EXTERNAL * self.h("externals_count")]), crc)
         crc = zlib.crc32(self.blob(0, self.h("producer_len")), crc)
         self.set_h("header_crc", crc)
@@ -121,6 +124,29 @@ class Archive:
         self.set_e(i, "data_crc", crc)
         self.fix_entry_crc(i)
 
+    def string_record(self, n):
+        """File offset of interned string ``n``'s record and its ``(data_off, len, crc)``."""
+        at = self.h("strings_off") + n * STRING_RECORD
+        return at, struct.unpack_from("<III", self.b, at)
+
+    def interned(self, n):
+        """Interned string ``n`` as stored: code units, then the kind byte."""
+        _, (off, length, _) = self.string_record(n)
+        start = self.h("strings_off") + off
+        return bytes(self.b[start:start + length])
+
+    def intern_refs(self, i):
+        """``(file offset, number)`` of the words of module ``i`` that name an interned string
+        (bit 63 and bit 0 set, the number in between: docs/format.md)."""
+        start, end = self.objects_range(i)
+        out = []
+        for at in range(start, end - 7, 8):
+            (w,) = struct.unpack_from("<Q", self.b, at)
+            n = (w >> 1) & 0xFFFFFFFF
+            if w == (1 << 63) | (n << 1) | 1 and n < self.h("intern_count"):
+                out.append((at, n))
+        return out
+
     def pointer_slots(self, i):
         """Offsets (from the module's start) of the words its bitmap marks as pointers."""
         bits = self.blob(self.e(i, "bitmap_off"), self.e(i, "bitmap_len"))
@@ -134,7 +160,8 @@ class Archive:
     def section_boundaries(self):
         return sorted({
             HEADER, self.h("index_off"), self.h("externals_off"), self.h("blob_off"),
-            self.h("blob_off") + self.h("blob_len"), self.h("objects_off"),
+            self.h("blob_off") + self.h("blob_len"), self.h("strings_off"),
+            self.h("strings_off") + self.h("strings_len"), self.h("objects_off"),
             self.h("objects_off") + self.h("objects_len"), len(self.b),
             *(self.objects_range(i)[0] for i in range(self.h("module_count"))),
         })

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import zlib
 from pathlib import Path
 
 PYTHON = sys.executable
@@ -101,14 +100,10 @@ class Project:
 def rewrite_header(archive: Path, mutate):
     """Apply ``mutate(bytearray)`` to an archive and recompute its header checksum, the way a
     different but well-formed producer would (see docs/format.md)."""
-    b = bytearray(archive.read_bytes())
-    mutate(b)
-    ext_off = int.from_bytes(b[80:88], "little")
-    ext_count = int.from_bytes(b[76:80], "little")
-    blob_off = int.from_bytes(b[88:96], "little")
-    producer_len = int.from_bytes(b[120:124], "little")
-    crc = zlib.crc32(bytes(b[:128]))
-    crc = zlib.crc32(bytes(b[ext_off:ext_off + 24 * ext_count]), crc)
-    crc = zlib.crc32(bytes(b[blob_off:blob_off + producer_len]), crc)
-    b[128:132] = crc.to_bytes(4, "little")
+    from archive_tools import Archive
+
+    a = Archive(bytearray(archive.read_bytes()))
+    mutate(a.b)
+    a.fix_header_crc()
+    b = a.b
     archive.write_bytes(bytes(b))

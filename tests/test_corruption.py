@@ -19,6 +19,7 @@ import random
 import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -181,23 +182,22 @@ def test_structural_lies_with_valid_checksums(clean):
                 a.b[at] &= ~(1 << bit) & 0xFF
             case(f"module {i} bitmap unmarks slot {slot}", unmark, i)
 
-        count = base.e(i, "fixups_count")
-        interns = base.h("intern_count")
-        for k in range(min(count, 6 * SCALE)):
+        for k in range(min(base.e(i, "fixups_count"), 6 * SCALE)):
             def fixup(a, k=k, i=i):
                 at = a.h("blob_off") + a.e(i, "fixups_off") + 8 * k
                 slot, word = struct.unpack_from("<II", a.b, at)
-                kind, number = word & 15, word >> 4
-                # Point the fix-up at another word, swap intern and frozenset, or (an intern
-                # fix-up) name another string of the archive's intern table.
-                if k % 3 == 0:
+                # Point the fix-up at another word, or give it an unknown kind.
+                if k % 2 == 0:
                     slot += 8
-                elif k % 3 == 1 or kind != 1:
-                    word ^= 3
                 else:
-                    word = kind | (number + 1) % interns << 4
+                    word ^= 3
                 struct.pack_into("<II", a.b, at, slot, word)
             case(f"module {i} fix-up {k} retargeted", fixup, i)
+        for at, number in base.intern_refs(i)[:4 * SCALE]:
+            def beyond(a, at=at):
+                n = a.h("intern_count") + 5
+                struct.pack_into("<Q", a.b, at, 1 << 63 | n << 1 | 1)
+            case(f"module {i} interned-string reference at {at} beyond the table", beyond, i)
     assert len(cases) > 100
     assert run_all(root, env, cases) == []
 
@@ -264,35 +264,69 @@ def test_object_lies_with_valid_checksums(clean):
         assert "pkg.beta: imported normally" not in p.stderr, (label, p.stderr[-1000:])
 
 
-def test_intern_number_naming_another_string(clean):
-    """An intern fix-up whose number (valid, inside the table, checksums recomputed) belongs to
-    another text: ``json``, imported first, resolves that number to its own string, so when
-    ``alpha`` names it, the loader's text check refuses alpha, which alone falls back."""
+def _run_case(root, env, data):
+    img = root / "case.img"
+    img.write_bytes(bytes(data))
+    return subprocess.run([PYTHON, "main.py"], cwd=root, capture_output=True, text=True, timeout=60,
+                          env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(img), PYCDSVERBOSE="1"))
+
+
+def test_interned_string_lies_with_valid_checksums(clean):
+    """Interned strings live once per archive, in a table; module slots name them by number.
+    Behind recomputed checksums: a number beyond the table, a number where the holder needs
+    another type than str, a stored string that is not a valid text, and damage the string's own
+    checksum catches. Each makes the modules that use the string fall back, saying why, and the
+    program's output is unchanged."""
     root, data, env = clean
     base = Archive(bytearray(data))
-
-    def interns(i):
-        """(record file offset, slot, number) of module i's intern fix-ups."""
-        at = base.h("blob_off") + base.e(i, "fixups_off")
-        out = []
-        for k in range(base.e(i, "fixups_count")):
-            slot, word = struct.unpack_from("<II", base.b, at + 8 * k)
-            if word & 15 == 1:
-                out.append((at + 8 * k, slot, word >> 4))
-        return out
-
+    names = [base.name(i) for i in range(base.h("module_count"))]
     alpha = base.index_of("alpha")
-    mine = interns(alpha)
-    used_by_json = {n for _, _, n in interns(base.index_of("json"))} - {n for _, _, n in mine}
-    assert mine and used_by_json
+    used = {i: {n for _, n in base.intern_refs(i)} for i in range(len(names))}
+    # A string that only alpha uses (none of the standard library, nor pycds's runtime).
+    only_alpha = sorted(used[alpha] - set().union(*(used[i] for i in used if i != alpha)))
+    assert only_alpha and len(base.intern_refs(alpha)) > 5
+
+    def fallback(a, reason):
+        p = _run_case(root, env, a.b)
+        assert (p.returncode, p.stdout) == (0, EXPECTED), (reason, p.stderr[-1000:])
+        assert "alpha: imported normally" in p.stderr and reason in p.stderr, (reason, p.stderr[-1000:])
+        for name in ("json", "pkg.beta"):
+            assert f"{name}: imported normally" not in p.stderr, (reason, p.stderr[-1000:])
+
+    # A number beyond the table.
     a = Archive(bytearray(data))
-    at, slot, _ = mine[0]
-    struct.pack_into("<II", a.b, at, slot, 1 | min(used_by_json) << 4)
+    at, _ = base.intern_refs(alpha)[0]
+    n = a.h("intern_count")
+    struct.pack_into("<Q", a.b, at, 1 << 63 | n << 1 | 1)
     a.fix_data_crc(alpha)
-    img = root / "case.img"
-    img.write_bytes(bytes(a.b))
-    p = subprocess.run([PYTHON, "main.py"], cwd=root, capture_output=True, text=True, timeout=60,
-                       env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(img), PYCDSVERBOSE="1"))
-    assert (p.returncode, p.stdout) == (0, EXPECTED), p.stderr[-1000:]
-    assert "alpha: imported normally" in p.stderr and "names another string" in p.stderr, p.stderr[-1000:]
-    assert "pkg.beta: imported normally" not in p.stderr and "json: imported" not in p.stderr, p.stderr[-1000:]
+    fallback(a, f"names no interned string ({n})")
+
+    # References where the holder needs another type: every pointer field of alpha's code
+    # object (its constants tuple, its bytecode tables, ...) made to name string 0.
+    a = Archive(bytearray(data))
+    start, _ = a.objects_range(alpha)
+    root_off = a.e(alpha, "root_off")
+    fields = [s for s in a.pointer_slots(alpha) if root_off + 16 <= s < root_off + 256]
+    assert len(fields) >= 4
+    for slot in fields:
+        struct.pack_into("<Q", a.b, start + slot, 1 << 63 | 1)
+        at, bit = a.bitmap_byte_at(alpha, slot)
+        a.b[at] &= ~(1 << bit) & 0xFF
+    a.fix_data_crc(alpha)
+    fallback(a, "where another type is required")
+
+    # The stored text: damaged (its checksum no longer matches), not an encoding of a string
+    # (kind byte 3, checksum recomputed), or a code point beyond U+10FFFF (checksum recomputed).
+    number = max(only_alpha, key=lambda n: len(base.interned(n)))
+    rec, (off, length, _) = base.string_record(number)
+    assert length >= 5
+    text_at = base.h("strings_off") + off
+    a = Archive(bytearray(data))
+    a.b[text_at] ^= 0x20
+    fallback(a, f"interned string {number} out of bounds or checksum mismatch")
+    for label, text in (("malformed", bytes(base.interned(number)[:-1]) + b"\x03"),
+                        ("not a valid string", b"\xff\xff\xff\x7f" + b"\x04")):
+        a = Archive(bytearray(data))
+        a.b[text_at:text_at + len(text)] = text
+        struct.pack_into("<II", a.b, rec + 4, len(text), zlib.crc32(text))
+        fallback(a, f"interned string {number} is {label}")

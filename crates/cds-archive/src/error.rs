@@ -20,6 +20,8 @@ pub enum FormatError {
     DataChecksum { name: String },
     /// A relocation or fix-up is malformed (misaligned, out of range, unknown external).
     BadRelocation(String),
+    /// An interned string's record lies outside its section, or its bytes fail their checksum.
+    BadString { number: u32 },
     /// Module metadata does not decode.
     BadMeta(&'static str),
     /// The index is not sorted by name (binary search would be wrong).
@@ -50,6 +52,9 @@ impl fmt::Display for FormatError {
                 write!(f, "corrupt: checksum mismatch in the data of module {name}")
             }
             FormatError::BadRelocation(msg) => write!(f, "corrupt relocation: {msg}"),
+            FormatError::BadString { number } => {
+                write!(f, "corrupt: interned string {number} out of bounds or checksum mismatch")
+            }
             FormatError::BadMeta(what) => write!(f, "corrupt module metadata: {what}"),
             FormatError::Unsorted => write!(f, "corrupt: module index is not sorted"),
             FormatError::BadName => write!(f, "corrupt: module name is not UTF-8"),

@@ -24,6 +24,10 @@ pub fn exercise(data: &[u8]) {
         let _ = archive.lookup(name);
     }
     let _ = archive.entries();
+    for n in 0..archive.header.intern_count.min(256) {
+        let _ = archive.interned(n);
+    }
+    let _ = archive.interned(u32::MAX);
     for i in 0..archive.module_count().min(256) {
         let Ok(entry) = archive.entry(i) else { continue };
         let _ = archive.lookup(entry.name);

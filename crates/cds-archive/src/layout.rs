@@ -4,15 +4,22 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Size of the fixed header at offset 0.
-pub const HEADER_SIZE: usize = 136;
+pub const HEADER_SIZE: usize = 152;
 /// Size of one module index entry.
 pub const ENTRY_SIZE: usize = 64;
 /// Size of one externals-table record.
 pub const EXTERNAL_SIZE: usize = 24;
 /// Size of one fix-up record.
 pub const RECORD_SIZE: usize = 8;
+/// Size of one record of the interned-strings table.
+pub const STRING_RECORD_SIZE: usize = 16;
+/// Each interned string's bytes start on this alignment (so that 2- and 4-byte code units can
+/// be read in place).
+pub const STRING_ALIGN: u64 = 8;
+/// The interned-strings table holds fewer entries than this (numbers fit 28 bits).
+pub const MAX_INTERN_COUNT: u32 = 1 << 28;
 /// The objects section starts on a page boundary so that it can be mapped and shared page by page.
 pub const PAGE_SIZE: u64 = 4096;
 /// Lowest preferred base a reader accepts (4 GiB: far above the null page and low mappings).
@@ -38,8 +45,16 @@ pub(crate) const H_OBJECTS_OFF: usize = 104;
 pub(crate) const H_OBJECTS_LEN: usize = 112;
 pub(crate) const H_PRODUCER_LEN: usize = 120;
 pub(crate) const H_INTERN_COUNT: usize = 124;
-pub(crate) const H_CRC: usize = 128;
-pub(crate) const H_RESERVED: usize = 132;
+pub(crate) const H_STRINGS_OFF: usize = 128;
+pub(crate) const H_STRINGS_LEN: usize = 136;
+pub(crate) const H_CRC: usize = 144;
+pub(crate) const H_RESERVED: usize = 148;
+
+// Interned-strings record field offsets.
+pub(crate) const S_DATA_OFF: usize = 0;
+pub(crate) const S_LEN: usize = 4;
+pub(crate) const S_CRC: usize = 8;
+pub(crate) const S_RESERVED: usize = 12;
 
 // Index entry field offsets.
 pub(crate) const E_NAME_OFF: usize = 0;
@@ -90,11 +105,6 @@ pub struct Reloc {
 /// Work beyond pointer arithmetic that a slot needs once its module's pointers are fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FixupKind {
-    /// The slot points at a string that the interpreter should intern (and may replace). The
-    /// number is the string's in the archive's intern table (below the header's
-    /// `intern_count`): equal strings of every module have the same number, so a reader
-    /// resolves each distinct string once per process.
-    Intern(u32),
     /// The slot points at a tuple that must be replaced by a frozenset of its items
     /// (a frozenset's layout depends on per-process hash seeds, so it cannot be stored).
     FrozenSet,
@@ -106,25 +116,16 @@ pub struct Fixup {
     pub kind: FixupKind,
 }
 
-/// A fix-up record's second word: the kind in the low 4 bits, its argument above.
-const FIXUP_KIND_BITS: u32 = 4;
-/// Intern table numbers must fit the 28 bits above the kind.
-pub const MAX_INTERN_COUNT: u32 = 1 << (32 - FIXUP_KIND_BITS);
-
 impl FixupKind {
     pub(crate) fn encode(self) -> u32 {
         match self {
-            FixupKind::Intern(n) => 1 | n << FIXUP_KIND_BITS,
             FixupKind::FrozenSet => 2,
         }
     }
-    /// Decodes a record's word; `None` for an unknown kind, an argument where none belongs, or
-    /// an intern number not below `intern_count`.
-    pub(crate) fn decode(word: u32, intern_count: u32) -> Option<Self> {
-        let arg = word >> FIXUP_KIND_BITS;
-        match word & ((1 << FIXUP_KIND_BITS) - 1) {
-            1 if arg < intern_count => Some(FixupKind::Intern(arg)),
-            2 if arg == 0 => Some(FixupKind::FrozenSet),
+    /// Decodes a record's second word; `None` for an unknown kind.
+    pub(crate) fn decode(word: u32) -> Option<Self> {
+        match word {
+            2 => Some(FixupKind::FrozenSet),
             _ => None,
         }
     }

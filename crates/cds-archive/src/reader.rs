@@ -22,8 +22,11 @@ pub struct Header {
     pub objects_off: u64,
     pub objects_len: u64,
     pub producer_len: u32,
-    /// Entries of the intern table: intern fix-ups name a string by a number below this.
+    /// Entries of the interned-strings table: object slots name a string by a number below
+    /// this.
     pub intern_count: u32,
+    pub strings_off: u64,
+    pub strings_len: u64,
 }
 
 impl Header {
@@ -58,21 +61,25 @@ impl Header {
             objects_len: rd_u64(h, H_OBJECTS_LEN),
             producer_len: rd_u32(h, H_PRODUCER_LEN),
             intern_count: rd_u32(h, H_INTERN_COUNT),
+            strings_off: rd_u64(h, H_STRINGS_OFF),
+            strings_len: rd_u64(h, H_STRINGS_LEN),
         };
         if hd.file_size != file_len {
             return Err(FormatError::Truncated { needed: hd.file_size, have: file_len });
         }
         // Sections in order, none overlapping, all inside the file: header, index, externals,
-        // blob, objects (page-aligned).
+        // blob, interned strings, objects (page-aligned).
         let index_end = section_end(hd.index_off, hd.module_count as u64, ENTRY_SIZE as u64, "index")?;
         let ext_end =
             section_end(hd.externals_off, hd.externals_count as u64, EXTERNAL_SIZE as u64, "externals")?;
         let blob_end = section_end(hd.blob_off, hd.blob_len, 1, "blob")?;
+        let strings_end = section_end(hd.strings_off, hd.strings_len, 1, "interned strings")?;
         let obj_end = section_end(hd.objects_off, hd.objects_len, 1, "objects")?;
         let ordered = hd.index_off >= HEADER_SIZE as u64
             && hd.externals_off >= index_end
             && hd.blob_off >= ext_end
-            && hd.objects_off >= blob_end
+            && hd.strings_off >= blob_end
+            && hd.objects_off >= strings_end
             && obj_end <= hd.file_size;
         if !ordered {
             return Err(FormatError::OutOfBounds("section layout"));
@@ -90,10 +97,12 @@ impl Header {
         if hd.producer_len as u64 > hd.blob_len {
             return Err(FormatError::OutOfBounds("producer string"));
         }
-        // Each distinct interned string is an object of its own (at least one aligned unit), so
-        // a reader may size its intern table by this count without trusting it further.
-        if hd.intern_count >= MAX_INTERN_COUNT || hd.intern_count as u64 * OBJECT_ALIGN > hd.objects_len {
-            return Err(FormatError::OutOfBounds("intern table size"));
+        // Every interned string has a record in the strings section, so a reader may size its
+        // own table by this count without trusting it further.
+        if hd.intern_count >= MAX_INTERN_COUNT
+            || hd.intern_count as u64 * STRING_RECORD_SIZE as u64 > hd.strings_len
+        {
+            return Err(FormatError::OutOfBounds("interned strings table size"));
         }
         if rd_u32(h, H_RESERVED) != 0 {
             return Err(FormatError::OutOfBounds("reserved header field"));
@@ -132,7 +141,6 @@ pub struct Entry<'a> {
     /// Offset of the root object from the module's first byte.
     pub root: u64,
     data_crc: u32,
-    intern_count: u32,
 }
 
 impl<'a> Archive<'a> {
@@ -230,8 +238,29 @@ impl<'a> Archive<'a> {
             objects_len: obj_len,
             root,
             data_crc: rd_u32(e, E_DATA_CRC),
-            intern_count: self.header.intern_count,
         })
+    }
+
+    /// The bytes of interned string `n` (opaque here: the dumper's encoding of the text), checked
+    /// against the table's bounds and the string's own checksum. Reads one record and the
+    /// string: O(1), so a process pays only for the strings it uses.
+    pub fn interned(&self, n: u32) -> Result<&'a [u8], FormatError> {
+        let bad = || FormatError::BadString { number: n };
+        if n >= self.header.intern_count {
+            return Err(bad());
+        }
+        let section = &self.meta[self.header.strings_off as usize..][..self.header.strings_len as usize];
+        let r = &section[n as usize * STRING_RECORD_SIZE..][..STRING_RECORD_SIZE];
+        let (off, len) = (rd_u32(r, S_DATA_OFF) as u64, rd_u32(r, S_LEN) as u64);
+        let table_end = self.header.intern_count as u64 * STRING_RECORD_SIZE as u64;
+        if off < table_end || off % STRING_ALIGN != 0 || off + len > section.len() as u64 || rd_u32(r, S_RESERVED) != 0 {
+            return Err(bad());
+        }
+        let bytes = &section[off as usize..(off + len) as usize];
+        if crc32fast::hash(bytes) != rd_u32(r, S_CRC) {
+            return Err(bad());
+        }
+        Ok(bytes)
     }
 
     /// Binary search of the index. `Ok(None)` when the name is not archived; `Err` when an entry
@@ -293,13 +322,12 @@ impl<'a> Entry<'a> {
         self.fixups.len() / RECORD_SIZE
     }
 
-    /// The fix-ups in order, each checked to name an aligned slot inside the module (and an
-    /// intern fix-up, a number inside the intern table).
+    /// The fix-ups in order, each checked to name an aligned slot inside the module.
     pub fn fixups(&self) -> impl Iterator<Item = Result<Fixup, FormatError>> + 'a {
-        let (len, name, interns) = (self.objects_len, self.name, self.intern_count);
+        let (len, name) = (self.objects_len, self.name);
         self.fixups.chunks_exact(RECORD_SIZE).map(move |c| {
             let slot = rd_u32(c, 0);
-            let kind = FixupKind::decode(rd_u32(c, 4), interns)
+            let kind = FixupKind::decode(rd_u32(c, 4))
                 .ok_or_else(|| FormatError::BadRelocation(format!("malformed fix-up record in {name}")))?;
             if slot % 8 != 0 || slot as u64 + 8 > len {
                 return Err(FormatError::BadRelocation(format!("fix-up slot {slot} outside {name}")));

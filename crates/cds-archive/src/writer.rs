@@ -42,7 +42,7 @@ pub struct ArchiveBuilder {
     external_index: HashMap<External, u32>,
     modules: Vec<ModuleInput>,
     names: HashMap<String, usize>,
-    /// Content key of each distinct interned string -> its number in the intern table.
+    /// Encoding of each distinct interned string -> its number in the interned-strings table.
     interns: HashMap<Vec<u8>, u32>,
 }
 
@@ -78,9 +78,9 @@ impl ArchiveBuilder {
         i
     }
 
-    /// The intern table number for the string whose content is `key` (opaque bytes that are
-    /// equal exactly when the strings are), numbering a new one on first use. Errors when the
-    /// table is full.
+    /// The number in the interned-strings table of the string whose encoding is `key` (opaque
+    /// bytes, equal exactly when the strings are; the table stores them as given), numbering a
+    /// new one on first use. Errors when the table is full.
     pub fn intern_number(&mut self, key: &[u8]) -> Result<u32, FormatError> {
         if let Some(&n) = self.interns.get(key) {
             return Ok(n);
@@ -135,11 +135,6 @@ impl ArchiveBuilder {
         }
         for f in &m.fixups {
             check_slot(f.slot, len)?;
-            if let FixupKind::Intern(n) = f.kind {
-                if n as usize >= self.interns.len() {
-                    return Err(FormatError::BadRelocation(format!("intern number {n} was never given out")));
-                }
-            }
         }
         self.names.insert(m.name.clone(), self.modules.len());
         self.modules.push(m);
@@ -148,20 +143,6 @@ impl ArchiveBuilder {
 
     /// Lays the archive out and returns its bytes.
     pub fn build(mut self) -> Result<(Vec<u8>, WriteStats), FormatError> {
-        // Numbers given out for modules that were then not added are dropped: renumber the
-        // intern table densely, in order of first use.
-        let mut renumber = vec![u32::MAX; self.interns.len()];
-        let mut intern_count = 0u32;
-        for f in self.modules.iter_mut().flat_map(|m| m.fixups.iter_mut()) {
-            if let FixupKind::Intern(n) = &mut f.kind {
-                let new = &mut renumber[*n as usize];
-                if *new == u32::MAX {
-                    *new = intern_count;
-                    intern_count += 1;
-                }
-                *n = *new;
-            }
-        }
         // Blob: producer string, then per module name, meta, pointer bitmap, fixups.
         let mut blob: Vec<u8> = Vec::new();
         blob.extend_from_slice(self.producer.as_bytes());
@@ -194,14 +175,30 @@ impl ArchiveBuilder {
             placed.push(Placed { name, meta, bitmap, fixups, objects: (off, m.objects.len() as u64) });
         }
 
-        if intern_count as u64 * OBJECT_ALIGN > objects_len {
-            return Err(FormatError::BadRelocation("more interned strings than objects".into()));
+        // Interned strings: a record per number, then each string's bytes (aligned).
+        let mut keys: Vec<(&[u8], u32)> = self.interns.iter().map(|(k, &n)| (k.as_slice(), n)).collect();
+        keys.sort_unstable_by_key(|&(_, n)| n);
+        let intern_count = keys.len() as u32;
+        let mut strings = vec![0u8; keys.len() * STRING_RECORD_SIZE];
+        for (i, (key, _)) in keys.iter().enumerate() {
+            let off = align_up(strings.len() as u64, STRING_ALIGN);
+            let (off32, len32) = (u32::try_from(off), u32::try_from(key.len()));
+            let (Ok(off32), Ok(len32)) = (off32, len32) else {
+                return Err(FormatError::Io("interned strings exceed 4 GiB".into()));
+            };
+            strings.resize(off as usize, 0);
+            strings.extend_from_slice(key);
+            let r = &mut strings[i * STRING_RECORD_SIZE..(i + 1) * STRING_RECORD_SIZE];
+            wr_u32(r, S_DATA_OFF, off32);
+            wr_u32(r, S_LEN, len32);
+            wr_u32(r, S_CRC, crc32fast::hash(key));
         }
         let n = self.modules.len();
         let index_off = HEADER_SIZE as u64;
         let externals_off = index_off + (n * ENTRY_SIZE) as u64;
         let blob_off = externals_off + (self.externals.len() * EXTERNAL_SIZE) as u64;
-        let objects_off = align_up(blob_off + blob.len() as u64, PAGE_SIZE);
+        let strings_off = align_up(blob_off + blob.len() as u64, STRING_ALIGN);
+        let objects_off = align_up(strings_off + strings.len() as u64, PAGE_SIZE);
         let file_size = align_up(objects_off + objects_len, PAGE_SIZE);
         // A reader tells internal pointers from external ones by their value: no external may
         // lie where the archive is laid out, and no two externals may share an address.
@@ -265,6 +262,7 @@ impl ArchiveBuilder {
             wr_u64(&mut out, at + 16, self.external_addrs[i]);
         }
         out[blob_off as usize..blob_off as usize + blob.len()].copy_from_slice(&blob);
+        out[strings_off as usize..strings_off as usize + strings.len()].copy_from_slice(&strings);
 
         let ext_bytes = out[externals_off as usize..blob_off as usize].to_vec();
         let h = &mut out[..HEADER_SIZE];
@@ -284,6 +282,8 @@ impl ArchiveBuilder {
         wr_u64(h, H_OBJECTS_LEN, objects_len);
         wr_u32(h, H_PRODUCER_LEN, self.producer.len() as u32);
         wr_u32(h, H_INTERN_COUNT, intern_count);
+        wr_u64(h, H_STRINGS_OFF, strings_off);
+        wr_u64(h, H_STRINGS_LEN, strings.len() as u64);
         let crc = header_crc(h, &ext_bytes, self.producer.as_bytes());
         wr_u32(h, H_CRC, crc);
 

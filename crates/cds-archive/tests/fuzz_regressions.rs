@@ -10,7 +10,7 @@ use cds_archive::*;
 
 const BASE: u64 = 0x2000_0000_0000;
 
-/// Two modules with internal and external pointers, a fix-up and metadata.
+/// Two modules with internal and external pointers, a fix-up, an interned string and metadata.
 fn sample() -> Vec<u8> {
     let mut b = ArchiveBuilder::new([3; 32], "fuzz producer", BASE);
     for name in ["b.sub", "a"] {
@@ -18,6 +18,7 @@ fn sample() -> Vec<u8> {
         let mut objects = vec![0u8; 64];
         objects[0..8].copy_from_slice(&16u64.to_ne_bytes());
         objects[8..16].copy_from_slice(&0x5555_0000_1000u64.to_ne_bytes());
+        b.intern_number(b"shared").unwrap();
         let m = ModuleInput {
             name: name.into(),
             meta: ModuleMeta {
@@ -35,7 +36,6 @@ fn sample() -> Vec<u8> {
             ],
             fixups: vec![
                 Fixup { slot: 16, kind: FixupKind::FrozenSet },
-                Fixup { slot: 24, kind: FixupKind::Intern(b.intern_number(b"shared").unwrap()) },
             ],
         };
         b.add_module(m).unwrap();
@@ -58,11 +58,11 @@ fn fix_header_crc(b: &mut [u8]) {
     let externals = u64_at(b, 80)..u64_at(b, 80) + u32_at(b, 76) * EXTERNAL_SIZE;
     let producer = u64_at(b, 88)..u64_at(b, 88) + u32_at(b, 120);
     let mut c = crc32fast::Hasher::new();
-    c.update(&b[..128]);
+    c.update(&b[..144]);
     c.update(&b[externals]);
     c.update(&b[producer]);
     let crc = c.finalize();
-    b[128..132].copy_from_slice(&crc.to_le_bytes());
+    b[144..148].copy_from_slice(&crc.to_le_bytes());
 }
 
 #[test]
@@ -74,6 +74,7 @@ fn sample_passes_every_check() {
         e.verify(&b[start..start + e.objects_len as usize]).unwrap();
         assert!(e.fixups().all(|f| f.is_ok()));
     }
+    assert_eq!(a.interned(0).unwrap(), b"shared");
     exercise(&b);
 }
 
@@ -146,7 +147,7 @@ fn preferred_base_that_would_overflow_is_refused() {
 #[test]
 fn every_header_byte_flipped_with_valid_checksum() {
     let good = sample();
-    for at in 0..124 {
+    for at in 0..144 {
         for mask in [0x01u8, 0x80, 0xff] {
             let mut b = good.clone();
             b[at] ^= mask;

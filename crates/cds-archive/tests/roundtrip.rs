@@ -31,8 +31,7 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
             Reloc { slot: 8, target: RelocTarget::External(ext) },
             Reloc { slot: 16, target: RelocTarget::Internal },
         ],
-        // Two modules share the first key: one intern table entry for both.
-        fixups: vec![Fixup { slot: 32, kind: FixupKind::Intern(b.intern_number(&name.as_bytes()[..1]).unwrap()) }],
+        fixups: vec![Fixup { slot: 32, kind: FixupKind::FrozenSet }],
     }
 }
 
@@ -41,6 +40,8 @@ const BASE: u64 = 0x2000_0000_0000;
 fn sample() -> Vec<u8> {
     let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
     for name in ["zeta", "alpha", "mid.sub", "mid"] {
+        // Two modules share the first letter: one interned-strings entry for both.
+        b.intern_number(&name.as_bytes()[..1]).unwrap();
         let m = module(name, &mut b);
         b.add_module(m).unwrap();
     }
@@ -67,31 +68,40 @@ fn round_trip_and_lookup() {
     for n in ["", "a", "mid.", "zz", "alpha\0"] {
         assert!(a.lookup(n).unwrap().is_none(), "{n:?} found");
     }
-    // Intern numbers are dense and shared by equal keys ("mid" and "mid.sub" both use "m").
+    // One entry per distinct key, numbered in order of first use, stored as given.
     assert_eq!(a.header.intern_count, 3);
-    let number = |n: &str| match a.lookup(n).unwrap().unwrap().fixups().next().unwrap().unwrap().kind {
-        FixupKind::Intern(i) => i,
-        k => panic!("{k:?}"),
-    };
-    assert_eq!(number("mid"), number("mid.sub"));
-    assert_ne!(number("mid"), number("zeta"));
+    let strings: Vec<&[u8]> = (0..3).map(|n| a.interned(n).unwrap()).collect();
+    assert_eq!(strings, [b"z", b"a", b"m"]);
+    assert_eq!(a.interned(3).unwrap_err(), FormatError::BadString { number: 3 });
 }
 
 #[test]
-fn intern_numbers_outside_the_table_are_refused() {
-    // An archive whose header claims fewer intern table entries than its fix-ups use: the
-    // fix-up reader refuses those records (checksums recomputed, so only the check can say so).
-    let mut bytes = sample();
-    bytes[124..128].copy_from_slice(&1u32.to_le_bytes());
-    assert!(fuzzing::fix_checksums(&mut bytes));
-    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
-    let refused = a.entries().unwrap().iter().filter(|e| e.fixups().any(|f| f.is_err())).count();
-    assert_eq!(refused, 3, "only the modules using number 0 remain usable");
-    // A table larger than the objects could hold is refused at open.
-    let mut bytes = sample();
+fn damaged_interned_strings_are_refused() {
+    let good = sample();
+    let a = Archive::parse(&good, good.len() as u64).unwrap();
+    let (off, len) = (a.header.strings_off as usize, a.header.strings_len as usize);
+    // Every byte of the strings section flipped: the string it belongs to (or whose record it
+    // is) is refused, every other one still reads; nothing else of the archive is affected.
+    for at in off..off + len {
+        let mut b = good.clone();
+        b[at] ^= 0x41;
+        let a = Archive::parse(&b, b.len() as u64).unwrap();
+        let ok = (0..3).filter(|&n| a.interned(n).is_ok()).count();
+        assert!(ok >= 2, "byte {at}: {ok} strings still read");
+        let padding = (0..3).all(|n| a.interned(n).is_ok());
+        if padding {
+            // Alignment padding between strings: no string covers it.
+            assert!(at >= off + 48, "record byte {at} flipped without effect");
+        }
+    }
+    // A table larger than its section is refused at open.
+    let mut bytes = good.clone();
     bytes[124..128].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(fuzzing::fix_checksums(&mut bytes));
-    assert_eq!(Archive::parse(&bytes, bytes.len() as u64).unwrap_err(), FormatError::OutOfBounds("intern table size"));
+    assert_eq!(
+        Archive::parse(&bytes, bytes.len() as u64).unwrap_err(),
+        FormatError::OutOfBounds("interned strings table size")
+    );
 }
 
 #[test]

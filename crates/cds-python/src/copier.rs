@@ -3,10 +3,14 @@
 //! then its header, pointers and lazily filled caches are rewritten using the layout facts from
 //! the headers; pointers become relocations, type and singleton pointers become externals.
 //!
+//! Interned strings are not copied: they go to the archive's interned-strings table (once per
+//! archive), and each slot that holds one gets a reference to its number (`layout::intern_ref`),
+//! which the loader replaces with the interpreter's interned string.
+//!
 //! A module's objects are laid out in two regions: first the objects whose slots the loader may
-//! rewrite (code objects and tuples, whose string slots interning points elsewhere), then the
-//! leaf objects it never writes (strings, bytes, numbers). Pages of the second region stay clean,
-//! and so shared between processes, on interpreters with immortal objects.
+//! rewrite (code objects and tuples, whose interned-string slots it fills), then the leaf objects
+//! it never writes (strings, bytes, numbers). Pages of the second region stay clean, and so
+//! shared between processes, on interpreters with immortal objects.
 
 use std::collections::HashMap;
 
@@ -21,8 +25,9 @@ use crate::layout;
 #[derive(Clone, Copy)]
 enum Target {
     External { index: u32, addr: u64 },
-    /// `intern`: the string's number in the archive's intern table when it must be interned.
-    Internal { off: usize, intern: Option<u32>, frozenset: bool },
+    Internal { off: usize, frozenset: bool },
+    /// An interned string: its number in the archive's interned-strings table.
+    Interned(u32),
 }
 
 /// A copied module: its object bytes, the root's offset, its relocations and its fix-ups.
@@ -81,7 +86,7 @@ pub fn copy_module(
             }
             c.finish(off)
         }
-        Target::External { .. } => Err("root object is not a code object".into()),
+        Target::External { .. } | Target::Interned(_) => Err("root object is not a code object".into()),
     }
 }
 
@@ -162,12 +167,10 @@ impl Copier<'_> {
                 self.put_u64(slot, addr);
                 self.relocs.push((slot, RelocTarget::External(index)));
             }
-            Target::Internal { off, intern, frozenset } => {
+            Target::Interned(number) => self.put_u64(slot, layout::intern_ref(number)),
+            Target::Internal { off, frozenset } => {
                 self.put_u64(slot, off as u64);
                 self.relocs.push((slot, RelocTarget::Internal));
-                if let Some(number) = intern {
-                    self.fixups.push((slot, FixupKind::Intern(number)));
-                }
                 if frozenset {
                     self.fixups.push((slot, FixupKind::FrozenSet));
                 }
@@ -237,33 +240,33 @@ impl Copier<'_> {
                     let n = ffi::PyBytes_Size(obj) as usize;
                     let off = self.copy_raw(obj, layout::BYTES_DATA + n + 1, kind)?;
                     self.put_i64(off + layout::BYTES_HASH, -1);
-                    Target::Internal { off, intern: None, frozenset: false }
+                    Target::Internal { off, frozenset: false }
                 }
                 Kind::Int => {
                     let word = std::ptr::read_unaligned((obj as *const u8).add(layout::LONG_SIZE_WORD) as *const u64);
                     let digits = layout::long_digits(word).ok_or("int constant with an unknown size word")?;
                     let size = layout::long_size(digits);
                     let off = self.copy_raw(obj, size, kind)?;
-                    Target::Internal { off, intern: None, frozenset: false }
+                    Target::Internal { off, frozenset: false }
                 }
                 Kind::Float => {
                     let off = self.copy_raw(obj, layout::FLOAT_SIZE, kind)?;
-                    Target::Internal { off, intern: None, frozenset: false }
+                    Target::Internal { off, frozenset: false }
                 }
                 Kind::Complex => {
                     let off = self.copy_raw(obj, layout::COMPLEX_SIZE, kind)?;
-                    Target::Internal { off, intern: None, frozenset: false }
+                    Target::Internal { off, frozenset: false }
                 }
                 Kind::Slice => {
                     let off = self.copy_raw(obj, layout::SLICE_SIZE, kind)?;
                     self.link_fields(obj, off, layout::SLICE_ITEMS, "slice constant")?;
-                    Target::Internal { off, intern: None, frozenset: false }
+                    Target::Internal { off, frozenset: false }
                 }
                 Kind::Tuple => {
                     let n = ffi::PyTuple_Size(obj) as usize;
                     let items: Vec<*mut ffi::PyObject> = (0..n).map(|i| ffi::PyTuple_GetItem(obj, i as isize)).collect();
                     let off = self.copy_tuple(obj, &items)?;
-                    Target::Internal { off, intern: None, frozenset: false }
+                    Target::Internal { off, frozenset: false }
                 }
                 Kind::Code => self.copy_code(obj)?,
             }
@@ -306,7 +309,7 @@ impl Copier<'_> {
             // The items stay alive through the frozenset after the temporary tuple is gone.
             let r = self.copy_tuple(tuple, &items);
             ffi::Py_DECREF(tuple);
-            Ok(Target::Internal { off: r?, intern: None, frozenset: true })
+            Ok(Target::Internal { off: r?, frozenset: true })
         }
     }
 
@@ -330,12 +333,21 @@ impl Copier<'_> {
         if !matches!(kind, 1 | 2 | 4) {
             return Err("string constant of unknown kind".into());
         }
+        if state & layout::STR_STATE_INTERNED != 0 {
+            // Equal strings of every module share one entry of the interned-strings table.
+            // SAFETY: a compact string's `length * kind` bytes of data follow its header.
+            let units = unsafe {
+                std::slice::from_raw_parts((obj as *const u8).add(layout::str_data_offset(ascii)), kind * length as usize)
+            };
+            let number = self.builder.intern_number(&layout::encode_interned(kind, units)).map_err(|e| e.to_string())?;
+            return Ok(Target::Interned(number));
+        }
         let size = layout::str_size(ascii, kind, length as usize);
         // SAFETY: a compact string occupies exactly `size` bytes (layout::str_size).
         let off = unsafe { self.copy_raw(obj, size, Kind::Str)? };
         self.put_i64(off + layout::STR_HASH, -1);
-        // Not interned (fix-ups intern at load), and marked as living outside the allocator.
-        let new_state = (state & !(layout::STR_STATE_INTERNED | layout::STR_STATE_STATIC)) | layout::STR_STATE_STATIC;
+        // Marked as living outside the allocator (interned strings never get here).
+        let new_state = (state & !layout::STR_STATE_STATIC) | layout::STR_STATE_STATIC;
         self.at(off + layout::STR_STATE, 4).copy_from_slice(&new_state.to_ne_bytes());
         self.zero(if ascii { layout::STR_ASCII_CACHES } else { layout::STR_COMPACT_CACHES }, off);
         if let (Some((wstr, wstr_length)), 4) = (layout::STR_WSTR_SHARED, kind) {
@@ -349,17 +361,7 @@ impl Copier<'_> {
                 self.put_i64(off + wstr_length, length as i64);
             }
         }
-        let intern = if state & layout::STR_STATE_INTERNED != 0 {
-            // Equal strings of every module share one intern table entry: the key is the kind
-            // and the code units, equal exactly when the texts are (for canonical strings).
-            let data = off + layout::str_data_offset(ascii);
-            let mut key = vec![kind as u8];
-            key.extend_from_slice(self.at(data, kind * length as usize));
-            Some(self.builder.intern_number(&key).map_err(|e| e.to_string())?)
-        } else {
-            None
-        };
-        Ok(Target::Internal { off, intern, frozenset: false })
+        Ok(Target::Internal { off, frozenset: false })
     }
 
     /// SAFETY (caller): GIL held, `obj` a live code object.
@@ -381,7 +383,7 @@ impl Copier<'_> {
         }
         // SAFETY: caller contract; CODE_OBJECTS lists the code object's pointer fields.
         unsafe { self.link_fields(obj, off, layout::CODE_OBJECTS, "code object")? };
-        Ok(Target::Internal { off, intern: None, frozenset: false })
+        Ok(Target::Internal { off, frozenset: false })
     }
 
     /// Links each pointer field of `fields` (offsets from the probe) in the copy at `off` to

@@ -40,12 +40,39 @@ pub fn has_bits(v: u32, mask: u32) -> bool {
     v & mask == mask
 }
 
-/// Whether an intern fix-up may intern the archived string itself. Before 3.12 it may: the
-/// interned dict then holds it, and its biased reference count keeps it alive through
-/// finalization. On 3.12+ interning rewrites the string's header, and 3.14's finalization makes
-/// interned immortal strings mortal and releases them, so the fix-up interns a heap copy instead
-/// (as unmarshalling does) and archived strings never enter the interned dict.
-pub const INTERN_IN_PLACE: bool = !IMMORTAL_OBJECTS;
+/// An object slot that names an interned string holds this word instead of a pointer: bit 63
+/// and bit 0 set, the string's number in the archive's interned-strings table in between. No
+/// pointer (8-byte aligned, below 2^47) and no field the validator checks (sizes, lengths,
+/// reference counts, string states, GC links) can have that value, so a slot cannot be both an
+/// interned-string reference and a checked field of an overlapping object. The loader replaces
+/// it with the interpreter's interned string of that text.
+pub fn intern_ref(number: u32) -> u64 {
+    1 << 63 | (number as u64) << 1 | 1
+}
+
+/// The number an interned-string reference names, or `None` when `word` is not one.
+pub fn intern_ref_number(word: u64) -> Option<u32> {
+    let number = ((word >> 1) & u32::MAX as u64) as u32;
+    (word == intern_ref(number)).then_some(number)
+}
+
+/// How the archive stores an interned string's text (opaque bytes to the format crate): its
+/// code units in native order, then one byte, the kind (bytes per code unit), so that the units
+/// start on the table's alignment.
+pub fn encode_interned(kind: usize, units: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(units.len() + 1);
+    v.extend_from_slice(units);
+    v.push(kind as u8);
+    v
+}
+
+/// The kind and code units of an interned string stored by [`encode_interned`], or `None` when
+/// the bytes are not such an encoding.
+pub fn decode_interned(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let (&kind, units) = bytes.split_last()?;
+    let kind = kind as usize;
+    (matches!(kind, 1 | 2 | 4) && units.len() % kind == 0).then_some((kind, units))
+}
 
 /// Offset of a compact `str`'s characters from the object's start.
 pub fn str_data_offset(ascii: bool) -> usize {

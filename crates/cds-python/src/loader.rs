@@ -29,8 +29,8 @@ pub struct LoadedArchive {
     map: Mapping,
     modules: Mutex<Vec<ModState>>,
     resolved: OnceLock<Result<Resolved, String>>,
-    /// The string each intern table number resolved to in this process (null until first
-    /// use), holding one reference of its own. Made at the first fix-up.
+    /// The interned string each number of the archive's table resolved to in this process
+    /// (null until first use), holding one reference of its own. Made at the first fix-up.
     interned: OnceLock<Box<[AtomicUsize]>>,
     pub path: String,
     pub producer: String,
@@ -201,6 +201,35 @@ impl LoadedArchive {
         }
     }
 
+    /// The interpreter's interned string for entry `number` of the archive's table (a borrowed
+    /// reference: the table holds one), made and interned on first use in this process, as
+    /// unmarshalling makes a `.pyc`'s strings. Must be called with the GIL held.
+    fn interned_string(&self, table: &[AtomicUsize], number: u32) -> Result<*mut ffi::PyObject, String> {
+        let cell = table.get(number as usize).ok_or_else(|| format!("no interned string {number}"))?;
+        let known = cell.load(Relaxed);
+        if known != 0 {
+            return Ok(known as *mut ffi::PyObject);
+        }
+        let bytes = self.view.interned(number).map_err(|e| e.to_string())?;
+        let (kind, units) =
+            layout::decode_interned(bytes).ok_or_else(|| format!("interned string {number} is malformed"))?;
+        // SAFETY: GIL held (caller contract); `units` holds `units.len() / kind` code units of
+        // `kind` bytes, aligned for them (the table aligns every string's bytes to 8), and
+        // CPython copies them into a new string (checking every code point).
+        unsafe {
+            let mut s = ffi::PyUnicode_FromKindAndData(kind as i32, units.as_ptr().cast(), (units.len() / kind) as isize);
+            if s.is_null() {
+                ffi::PyErr_Clear();
+                return Err(format!("interned string {number} is not a valid string"));
+            }
+            // The reference we own moves to the interned string (an equal one the interpreter
+            // had already, or this one); the table keeps it.
+            ffi::PyUnicode_InternInPlace(&mut s);
+            cell.store(s as usize, Relaxed);
+            Ok(s)
+        }
+    }
+
     /// The externals, resolved to this process's addresses on first use.
     fn externals(&self) -> Result<&Resolved, String> {
         let r = self.resolved.get_or_init(|| {
@@ -241,14 +270,26 @@ impl LoadedArchive {
         let actual = self.map.addr() + entry.objects_file_off;
         let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
         let t2 = std::time::Instant::now();
-        let slot_classes = Validator::new(objects, actual, &externals.classes, externals.facts)
+        let intern_count = self.view.header.intern_count;
+        let validated = Validator::new(objects, actual, &externals.classes, externals.facts, intern_count)
             .run(entry.root)
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
-        let interned = self.interned.get_or_init(|| zeroed_table(self.view.header.intern_count as usize));
+        let table = self.interned.get_or_init(|| zeroed_table(intern_count as usize));
         let t3 = std::time::Instant::now();
-        let (mut intern_fixups, mut frozenset_fixups) = (0, 0);
+        // Interned strings first: a frozenset below is built from items that may be among them.
+        for &(slot, number) in &validated.interned {
+            let s = self.interned_string(table, number).map_err(|e| format!("{}: {e}", entry.name))?;
+            // SAFETY: the validator found `slot` inside the module, as a slot where a str belongs
+            // that names string `number`; the slot takes a reference of its own to the
+            // interpreter's string (GIL held).
+            unsafe {
+                ffi::Py_INCREF(s);
+                *(base.add(slot as usize) as *mut *mut ffi::PyObject) = s;
+            }
+        }
+        let mut frozenset_fixups = 0;
         for f in entry.fixups() {
             let f = f.map_err(|e| e.to_string())?;
             // SAFETY: `f.slot` is an aligned slot inside the module (checked by `fixups()`), and
@@ -261,44 +302,10 @@ impl LoadedArchive {
                     return Err(format!("fix-up of {} points outside the module", entry.name));
                 }
                 let tp = ffi::Py_TYPE(obj);
-                let class = slot_classes.get(f.slot as u64);
                 match f.kind {
-                    FixupKind::Intern(number) => {
-                        intern_fixups += 1;
-                        if tp != externals::type_object(Kind::Str) || class == SlotClass::None {
-                            return Err(format!("intern fix-up of {} is not a string", entry.name));
-                        }
-                        // `fixups()` checked the number against the header's table size.
-                        let cell = &interned[number as usize];
-                        let known = cell.load(Relaxed) as *mut ffi::PyObject;
-                        if !known.is_null() {
-                            // One interpreter lookup per distinct string and process: every
-                            // later slot naming the number takes the first answer.
-                            if known != obj {
-                                if !same_text(known, obj) {
-                                    return Err(format!("intern fix-up of {} names another string", entry.name));
-                                }
-                                ffi::Py_INCREF(known);
-                                *slot = known;
-                            }
-                        } else {
-                            if !layout::INTERN_IN_PLACE {
-                                // The validator checked the string's kind, size and bounds.
-                                let copy = heap_copy(obj);
-                                if copy.is_null() {
-                                    ffi::PyErr_Clear();
-                                    return Err(format!("cannot intern a string of {}", entry.name));
-                                }
-                                *slot = copy;
-                            }
-                            ffi::PyUnicode_InternInPlace(slot);
-                            // The table's own reference: interned strings are mortal on 3.11.
-                            ffi::Py_INCREF(*slot);
-                            cell.store(*slot as usize, Relaxed);
-                        }
-                    }
                     FixupKind::FrozenSet => {
                         frozenset_fixups += 1;
+                        let class = validated.classes.get(f.slot as u64);
                         if tp != externals::type_object(Kind::Tuple) || class != SlotClass::Const {
                             return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
                         }
@@ -323,7 +330,7 @@ impl LoadedArchive {
             FixStats {
                 relocs: st.relocs,
                 written: st.written,
-                intern_fixups,
+                intern_fixups: validated.interned.len(),
                 frozenset_fixups,
                 phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3), ns(t3, t4)],
             },
@@ -352,58 +359,6 @@ fn zeroed_table(len: usize) -> Box<[AtomicUsize]> {
     // SAFETY: AtomicUsize has the same size, alignment and bit validity as usize (documented by
     // std), so a boxed slice of one is a boxed slice of the other; ownership moves whole.
     unsafe { Box::from_raw(Box::into_raw(table) as *mut [AtomicUsize]) }
-}
-
-/// The kind (bytes per code unit) and code units of the compact string at `obj`; `None` for a
-/// legacy (non-compact) string.
-///
-/// SAFETY (caller): GIL held; `obj` is a live str, or a validated archived compact string. The
-/// slice borrows the string's memory: the caller keeps the string alive while it uses it.
-unsafe fn compact_text<'a>(obj: *mut ffi::PyObject) -> Option<(usize, &'a [u8])> {
-    // SAFETY: caller contract; the header fields read are inside every str, and a compact
-    // string's `length * kind` bytes of data follow its header.
-    unsafe {
-        let p = obj as *const u8;
-        let state = std::ptr::read_unaligned(p.add(layout::STR_STATE) as *const u32);
-        if state & layout::STR_STATE_COMPACT == 0 {
-            return None;
-        }
-        let length = std::ptr::read_unaligned(p.add(layout::STR_LENGTH) as *const isize) as usize;
-        let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
-        let ascii = state & layout::STR_STATE_ASCII != 0;
-        Some((kind, std::slice::from_raw_parts(p.add(layout::str_data_offset(ascii)), length * kind)))
-    }
-}
-
-/// Whether the interpreter's string `known` has the text of the archived string `archived`.
-///
-/// SAFETY (caller): GIL held; `known` is a live str; `archived` a validated archived compact
-/// string.
-unsafe fn same_text(known: *mut ffi::PyObject, archived: *mut ffi::PyObject) -> bool {
-    // SAFETY: caller contract (that of `compact_text`, and both are str for the comparison).
-    unsafe {
-        match (compact_text(known), compact_text(archived)) {
-            (Some(a), Some(b)) => a == b,
-            // A legacy (non-compact) string: let the interpreter compare.
-            _ => ffi::PyUnicode_Compare(known, archived) == 0,
-        }
-    }
-}
-
-/// A new heap string equal to the archived string `obj` (null, with an exception set, on
-/// failure).
-///
-/// SAFETY (caller): GIL held; `obj` is a validated archived compact string (its kind, length and
-/// data lie inside the module).
-unsafe fn heap_copy(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: caller contract; the validator checked that the string is compact.
-    unsafe {
-        let Some((kind, data)) = compact_text(obj) else {
-            ffi::PyErr_SetString(ffi::PyExc_ValueError, c"archived string is not compact".as_ptr());
-            return std::ptr::null_mut();
-        };
-        ffi::PyUnicode_FromKindAndData(kind as i32, data.as_ptr().cast(), (data.len() / kind) as isize)
-    }
 }
 
 /// An archive holds code that will run: like ssh with its keys, refuse one that someone other

@@ -3,7 +3,9 @@
 //! were recomputed over lies: every object reachable from the module's code object must lie inside
 //! the module, carry the archived reference count and one of the archived types, have a size that
 //! fits, and be of the type its holder requires (a code object's `co_names` is a tuple of str, ...),
-//! and the graph must have no cycles. It reads the module's bytes through a bounds-checked slice:
+//! and the graph must have no cycles. A slot that names an interned string (`layout::intern_ref`)
+//! must be one where a str belongs and name an entry of the archive's table; the validator lists
+//! those slots for the loader to fill. It reads the module's bytes through a bounds-checked slice:
 //! no unsafe code. What it does not check is the bytecode itself (see the README's trust model).
 
 use cds_archive::AddrMap;
@@ -80,6 +82,16 @@ pub struct Validator<'a> {
     /// Expectations of the code object's pointer fields, in `layout::CODE_OBJECTS` order.
     code_fields: Vec<(u64, Expect, bool)>,
     slots: Vec<u8>,
+    /// Entries of the archive's interned-strings table.
+    intern_count: u32,
+    /// (slot, number) of every slot that names an interned string.
+    interned: Vec<(u64, u32)>,
+}
+
+/// What validation found: the class of each slot, and the slots to fill with interned strings.
+pub struct Validated {
+    pub classes: SlotClasses,
+    pub interned: Vec<(u64, u32)>,
 }
 
 impl<'a> Validator<'a> {
@@ -89,6 +101,7 @@ impl<'a> Validator<'a> {
         actual: u64,
         externals: &'a AddrMap<ExtClass>,
         facts: TypeFacts,
+        intern_count: u32,
     ) -> Self {
         let types = externals
             .iter()
@@ -120,13 +133,32 @@ impl<'a> Validator<'a> {
             types,
             code_fields,
             slots: vec![0; objects.len() / 8 + 1],
+            intern_count,
+            interned: Vec::new(),
         }
     }
 
     /// Validates everything reachable from the object at offset `root`, which must be code.
-    pub fn run(mut self, root: u64) -> Result<SlotClasses, String> {
+    pub fn run(mut self, root: u64) -> Result<Validated, String> {
         self.visit(self.actual + root, Expect::Code, 0)?;
-        Ok(SlotClasses(self.slots))
+        Ok(Validated { classes: SlotClasses(self.slots), interned: self.interned })
+    }
+
+    /// Validates what the slot at offset `slot` holds: an object (see `visit`) or the number of
+    /// an interned string, where a str is acceptable.
+    fn visit_slot(&mut self, slot: u64, expect: Expect, depth: usize) -> Result<(), String> {
+        let word = self.word(slot)?;
+        match layout::intern_ref_number(word) {
+            None => self.visit(word, expect, depth),
+            Some(_) if !Self::accepts(expect, Kind::Str) => {
+                Err(format!("interned string at {slot} where another type is required"))
+            }
+            Some(n) if n >= self.intern_count => Err(format!("slot {slot} names no interned string ({n})")),
+            Some(n) => {
+                self.interned.push((slot, n));
+                Ok(())
+            }
+        }
     }
 
     fn word(&self, off: u64) -> Result<u64, String> {
@@ -223,8 +255,7 @@ impl<'a> Validator<'a> {
                 for &(_, field, _) in layout::SLICE_ITEMS {
                     let slot = off + field as u64;
                     self.mark(slot, Expect::Any);
-                    let child = self.word(slot)?;
-                    self.visit(child, Expect::Any, depth + 1)?;
+                    self.visit_slot(slot, Expect::Any, depth + 1)?;
                 }
             }
             Kind::Tuple => {
@@ -240,8 +271,7 @@ impl<'a> Validator<'a> {
                 for i in 0..ob_size as u64 {
                     let slot = off + layout::TUPLE_ITEMS as u64 + 8 * i;
                     self.mark(slot, item);
-                    let child = self.word(slot)?;
-                    self.visit(child, item, depth + 1)?;
+                    self.visit_slot(slot, item, depth + 1)?;
                 }
             }
             Kind::Code => {
@@ -257,9 +287,8 @@ impl<'a> Validator<'a> {
                     if want == Expect::Str {
                         self.mark(slot, Expect::Str);
                     }
-                    let child = self.word(slot)?;
-                    self.visit(child, want, depth + 1)?;
-                    if sized && self.length_of(child)? != n as i64 {
+                    self.visit_slot(slot, want, depth + 1)?;
+                    if sized && self.length_of(self.word(slot)?)? != n as i64 {
                         return Err(format!("code object at {off}: locals do not match co_nlocalsplus"));
                     }
                 }
