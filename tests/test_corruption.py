@@ -30,6 +30,7 @@ from pycds_testing import PYTHON
 APP = {
     "main.py": "import json, alpha, pkg.beta\nprint(json.dumps([alpha.A, pkg.beta.f(2), alpha.S, alpha.g(2)]))\n",
     "alpha.py": "A = ('alpha', 1180591620717411303424, -0.0)\nS = sorted({'x', 'y'})\n"
+                "NOTE = 'a sentence: the compiler does not intern it'\n"
                 "def g(x):\n    return [i * x for i in range(3) if i in {0, 2}]\n",
     "pkg/__init__.py": "",
     "pkg/beta.py": "def f(x):\n    return {'k': x, 'name': __name__}\n",
