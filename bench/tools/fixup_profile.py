@@ -1,7 +1,7 @@
 """Where pycds's per-module fix-up time goes: traces and dumps an app, then, in fresh processes,
 fixes up every archived module without executing any (`Archive.fix_up_stats`) and reports the
 time of each phase: checksum (which also takes the first page faults), relocation, structural
-validation, and fix-ups (interning, frozensets).
+validation, and fix-ups (filling interned-string slots, frozensets).
 
     python bench/tools/fixup_profile.py [APP] [--runs N]     # default: tests/apps/popular.py
 
@@ -59,7 +59,7 @@ def main():
         f"CPython {sys.version.split()[0]}: {int(med['modules'])} modules, median of {args.runs} processes: "
         f"fix-up {ms('total_ns'):.1f} ms = checksum {ms('verify_ns'):.1f} + relocation {ms('relocate_ns'):.1f} "
         f"+ validation {ms('validate_ns'):.1f} + fix-ups {ms('fixups_ns'):.1f} "
-        f"({int(med['intern_fixups'])} intern, {int(med['frozenset_fixups'])} frozenset) + rest "
+        f"({int(med['intern_fixups'])} interned-string slots, {int(med['frozenset_fixups'])} frozenset) + rest "
         f"{ms('total_ns') - ms('verify_ns') - ms('relocate_ns') - ms('validate_ns') - ms('fixups_ns'):.1f}; "
         f"{int(med['written'])} of {int(med['relocations'])} relocated slots written"
     )

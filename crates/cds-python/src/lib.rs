@@ -123,7 +123,7 @@ impl Archive {
     }
 
     /// Fixes module `index` up and returns what it took: a dict with `relocations`, `written`
-    /// (slots whose value changed), `intern_fixups`, `frozenset_fixups` and the nanoseconds of
+    /// (slots whose value changed), `intern_fixups` (slots filled with interned strings), `frozenset_fixups` and the nanoseconds of
     /// each phase (`verify_ns`, `relocate_ns`, `validate_ns`, `fixups_ns`); `None` when it was
     /// already fixed up. For tests and measurements.
     fn fix_up_stats<'py>(&self, py: Python<'py>, index: u32) -> PyResult<Option<Bound<'py, PyDict>>> {
