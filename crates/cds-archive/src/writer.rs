@@ -80,7 +80,9 @@ impl ArchiveBuilder {
 
     /// The number in the interned-strings table of the string whose encoding is `key` (opaque
     /// bytes, equal exactly when the strings are; the table stores them as given), numbering a
-    /// new one on first use. Errors when the table is full.
+    /// new one on first use. Every number given out is written, including those of a module
+    /// that is then not added (a few unused strings, never a dangling number). Errors when the
+    /// table is full.
     pub fn intern_number(&mut self, key: &[u8]) -> Result<u32, FormatError> {
         if let Some(&n) = self.interns.get(key) {
             return Ok(n);
