@@ -4,6 +4,7 @@ of pycds until the archive first holds a module being imported, and answers ever
 "not archived" natively. Timings are in the benchmark suite, not here."""
 
 import json
+import struct
 
 from archive_tools import Archive
 from pycds_testing import run
@@ -74,6 +75,31 @@ def test_runtime_comes_from_the_archive_or_else_is_imported_and_says_why(project
     proc = project.share("-c", code)
     assert proc.stdout.startswith("True True SourceFileLoader ['helper'] {'cds._runtime': "), proc.stdout
     assert "checksum" in proc.stdout and proc.stderr == ""
+
+
+def test_stale_archived_runtime_is_not_run_and_the_installed_one_is_imported(project):
+    """The archive's copy of `cds._runtime` records the installed source's modification time
+    and size, like every archived module. When they no longer match (pycds upgraded or
+    reinstalled after the dump), the copy is never run: the installed runtime is imported, the
+    program is served as before, and info() says why."""
+    make(project)
+    code = ("import sys, helper, cds; r = sys.modules['cds._runtime']\n"
+            "print(r is cds._runtime, type(r.__loader__).__name__, cds.info()['served'],\n"
+            "      cds.info()['fallbacks'].get('cds._runtime'))\n")
+    assert project.share("-c", code).stdout == "True SourceFileLoader ['helper'] None\n"
+    # Make the archive say the runtime's source had another modification time at the dump,
+    # with every checksum recomputed (the metadata is under the module's data checksum).
+    a = Archive(bytearray(project.archive.read_bytes()))
+    i = a.index_of("@pycds.runtime")
+    mtime_at = a.h("blob_off") + a.e(i, "meta_off") + 4
+    struct.pack_into("<q", a.b, mtime_at, struct.unpack_from("<q", a.b, mtime_at)[0] + 1)
+    a.fix_data_crc(i)
+    project.archive.write_bytes(bytes(a.b))
+    proc = project.share("-c", code)
+    first, _, why = proc.stdout.partition(" ['helper'] ")
+    assert first == "True SourceFileLoader", proc.stdout
+    assert "_runtime.py changed since the dump" in why, proc.stdout
+    assert proc.stderr == ""
 
 
 def test_verbose_share_goes_through_the_runtime_with_the_same_finder(project):
