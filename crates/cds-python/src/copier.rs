@@ -347,7 +347,7 @@ impl Copier<'_> {
         let off = unsafe { self.copy_raw(obj, size, Kind::Str)? };
         self.put_i64(off + layout::STR_HASH, -1);
         // Marked as living outside the allocator (interned strings never get here).
-        let new_state = (state & !layout::STR_STATE_STATIC) | layout::STR_STATE_STATIC;
+        let new_state = state | layout::STR_STATE_STATIC;
         self.at(off + layout::STR_STATE, 4).copy_from_slice(&new_state.to_ne_bytes());
         self.zero(if ascii { layout::STR_ASCII_CACHES } else { layout::STR_COMPACT_CACHES }, off);
         if let (Some((wstr, wstr_length)), 4) = (layout::STR_WSTR_SHARED, kind) {
