@@ -252,6 +252,18 @@ def test_object_lies_with_valid_checksums(clean):
         lies.append(("tuple with a cached hash", objects("tuple")[0],
                      lambda a, at: struct.pack_into("<q", a.b, at + facts["tuple_hash"], 12345),
                      "with a cached hash"))
+    # A tuple that holds the root code object, which comes after it: a cycle (the root's
+    # constants lead back to the tuple) or at least not children first.
+    start, _ = base.objects_range(alpha)
+    root_addr = base.h("preferred_base") + start + base.e(alpha, "root_off")
+
+    def hold_root(a, at):
+        slot = at + facts["tuple_items"]
+        struct.pack_into("<Q", a.b, slot, root_addr)
+        byte, bit = a.bitmap_byte_at(alpha, slot - start)
+        a.b[byte] |= 1 << bit
+    holders = [t for t in objects("tuple") if struct.unpack_from("<q", base.b, t + 16)[0] > 0]
+    lies.append(("tuple holding an object that comes after it", holders[0], hold_root, "points forward"))
     for label, at, mutate, reason in lies:
         a = Archive(bytearray(data))
         mutate(a, at)
@@ -307,7 +319,10 @@ def test_interned_string_lies_with_valid_checksums(clean):
     a = Archive(bytearray(data))
     start, _ = a.objects_range(alpha)
     root_off = a.e(alpha, "root_off")
-    fields = [s for s in a.pointer_slots(alpha) if root_off + 16 <= s < root_off + 256]
+    # The code object's pointer fields lie in its fixed part (its bytecode follows it).
+    basicsize = int(subprocess.run([PYTHON, "-c", "import types; print(types.CodeType.__basicsize__)"],
+                                   check=True, capture_output=True, text=True, env=env).stdout)
+    fields = [s for s in a.pointer_slots(alpha) if root_off + 16 <= s < root_off + basicsize]
     assert len(fields) >= 4
     for slot in fields:
         struct.pack_into("<Q", a.b, start + slot, 1 << 63 | 1)

@@ -11,6 +11,10 @@
 //! rewrite (code objects and tuples, whose interned-string slots it fills), then the leaf objects
 //! it never writes (strings, bytes, numbers). Pages of the second region stay clean, and so
 //! shared between processes, on interpreters with immortal objects.
+//!
+//! Within the first region an object is placed after everything it points at (children first),
+//! so every pointer between objects of that region points backwards and leaves hold no pointers:
+//! the loader validates a module in one linear pass, and the order itself rules out cycles.
 
 use std::collections::HashMap;
 
@@ -156,12 +160,9 @@ impl Copier<'_> {
         Ok((buf, place(root) as u64, relocs, fixups))
     }
 
-    /// Points the slot at offset `slot` at `obj`, recording the relocation and any fix-up.
-    ///
-    /// SAFETY (caller): GIL held, `obj` alive until the copy is finished.
-    unsafe fn link(&mut self, slot: usize, obj: *mut ffi::PyObject) -> Result<(), String> {
-        // SAFETY: forwarded caller contract.
-        let t = unsafe { self.target(obj)? };
+    /// Points the slot at offset `slot` at `t` (an object already placed, or an external or
+    /// interned string), recording the relocation and any fix-up.
+    fn place(&mut self, slot: usize, t: Target) {
         match t {
             Target::External { index, addr } => {
                 self.put_u64(slot, addr);
@@ -176,7 +177,6 @@ impl Copier<'_> {
                 }
             }
         }
-        Ok(())
     }
 
     /// Writes an archived object header: the archived reference count and the type pointer.
@@ -258,8 +258,9 @@ impl Copier<'_> {
                     Target::Internal { off, frozenset: false }
                 }
                 Kind::Slice => {
+                    let fields = self.field_targets(obj, layout::SLICE_ITEMS, "slice constant")?;
                     let off = self.copy_raw(obj, layout::SLICE_SIZE, kind)?;
-                    self.link_fields(obj, off, layout::SLICE_ITEMS, "slice constant")?;
+                    self.place_fields(off, layout::SLICE_ITEMS, fields);
                     Target::Internal { off, frozenset: false }
                 }
                 Kind::Tuple => {
@@ -279,15 +280,17 @@ impl Copier<'_> {
     ///
     /// SAFETY (caller): GIL held; `proto` and every item alive; `proto` has `items.len()` items.
     unsafe fn copy_tuple(&mut self, proto: *mut ffi::PyObject, items: &[*mut ffi::PyObject]) -> Result<usize, String> {
+        // The items first: the tuple is placed after them.
+        // SAFETY: caller contract (every item alive).
+        let targets = items.iter().map(|&item| unsafe { self.target(item) }).collect::<Result<Vec<_>, _>>()?;
         let size = layout::TUPLE_ITEMS + items.len() * 8;
         // SAFETY: caller contract; a tuple of n items has TUPLE_ITEMS + 8n bytes.
         let off = unsafe { self.copy_raw(proto, size, Kind::Tuple)? };
         if let Some(hash) = layout::TUPLE_HASH {
             self.put_i64(off + hash, -1);
         }
-        for (i, &item) in items.iter().enumerate() {
-            // SAFETY: caller contract.
-            unsafe { self.link(off + layout::TUPLE_ITEMS + 8 * i, item)? };
+        for (i, t) in targets.into_iter().enumerate() {
+            self.place(off + layout::TUPLE_ITEMS + 8 * i, t);
         }
         Ok(off)
     }
@@ -366,6 +369,8 @@ impl Copier<'_> {
 
     /// SAFETY (caller): GIL held, `obj` a live code object.
     unsafe fn copy_code(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
+        // SAFETY: caller contract; CODE_OBJECTS lists the code object's pointer fields.
+        let fields = unsafe { self.field_targets(obj, layout::CODE_OBJECTS, "code object")? };
         // SAFETY: caller contract. The size is the type's own var-size formula.
         let off = unsafe {
             let tp = ffi::Py_TYPE(obj);
@@ -381,23 +386,22 @@ impl Copier<'_> {
             *self.code_count += 1;
             self.at(off + field, 4).copy_from_slice(&v.to_ne_bytes());
         }
-        // SAFETY: caller contract; CODE_OBJECTS lists the code object's pointer fields.
-        unsafe { self.link_fields(obj, off, layout::CODE_OBJECTS, "code object")? };
+        self.place_fields(off, layout::CODE_OBJECTS, fields);
         Ok(Target::Internal { off, frozenset: false })
     }
 
-    /// Links each pointer field of `fields` (offsets from the probe) in the copy at `off` to
-    /// what the same field of the live `obj` holds; `what` names the object in errors.
+    /// The targets of each pointer field of `fields` (offsets from the probe) of the live `obj`,
+    /// copying what they point at; `what` names the object in errors.
     ///
     /// SAFETY (caller): GIL held, `obj` alive until the copy is finished, and every field in
     /// `fields` an object pointer of `obj`'s type, owned by `obj`.
-    unsafe fn link_fields(
+    unsafe fn field_targets(
         &mut self,
         obj: *mut ffi::PyObject,
-        off: usize,
         fields: &[(&str, usize, usize)],
         what: &str,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<Target>, String> {
+        let mut targets = Vec::with_capacity(fields.len());
         for &(_, field, _) in fields {
             // SAFETY: caller contract; `field` is a pointer field inside the live object.
             let child = unsafe { std::ptr::read_unaligned((obj as *const u8).add(field) as *const *mut ffi::PyObject) };
@@ -405,9 +409,16 @@ impl Copier<'_> {
                 return Err(format!("{what} with a NULL field"));
             }
             // SAFETY: caller contract; the child is owned by the live object.
-            unsafe { self.link(off + field, child)? };
+            targets.push(unsafe { self.target(child)? });
         }
-        Ok(())
+        Ok(targets)
+    }
+
+    /// Points the fields of the copy at `off` at their targets (from `field_targets`).
+    fn place_fields(&mut self, off: usize, fields: &[(&str, usize, usize)], targets: Vec<Target>) {
+        for (&(_, field, _), t) in fields.iter().zip(targets) {
+            self.place(off + field, t);
+        }
     }
 }
 

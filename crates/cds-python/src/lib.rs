@@ -243,6 +243,7 @@ fn layout_facts(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("long_size_word", layout::LONG_SIZE_WORD)?;
     d.set_item("long_tagged", layout::LONG_TAGGED)?;
     d.set_item("tuple_hash", layout::TUPLE_HASH)?;
+    d.set_item("tuple_items", layout::TUPLE_ITEMS)?;
     d.set_item("code_version", layout::CODE_VERSION)?;
     d.set_item("interp_next_code_version", layout::INTERP_NEXT_CODE_VERSION)?;
     d.set_item("code_version_base", code_versions::BASE)?;

@@ -1,12 +1,22 @@
 //! Structural validation of one module's objects, after relocation and before any of them reaches
 //! the interpreter. Checksums catch accidental damage; this catches an archive whose checksums
-//! were recomputed over lies: every object reachable from the module's code object must lie inside
-//! the module, carry the archived reference count and one of the archived types, have a size that
-//! fits, and be of the type its holder requires (a code object's `co_names` is a tuple of str, ...),
-//! and the graph must have no cycles. A slot that names an interned string (`layout::intern_ref`)
+//! were recomputed over lies: every object of the module must carry the archived reference count
+//! and one of the archived types, have a size that fits, and be of the type its holder requires
+//! (a code object's `co_names` is a tuple of str, ...), every pointer must land on the start of
+//! an object of the module or on a fitting external, and the graph must have no cycles and no
+//! deeper nesting than [`MAX_DEPTH`]. A slot that names an interned string (`layout::intern_ref`)
 //! must be one where a str belongs and name an entry of the archive's table; the validator lists
 //! those slots for the loader to fill. It reads the module's bytes through a bounds-checked slice:
 //! no unsafe code. What it does not check is the bytecode itself (see the README's trust model).
+//!
+//! It is linear, in two passes over the module. The dumper lays objects out back to back, each at
+//! the next 16-byte boundary, after a zeroed (untracked) GC header when its type has one; an
+//! object header's first word, the archived reference count, is never zero, so a zero word where
+//! an object may start can only open a GC header. The first pass walks that sequence and checks
+//! each object on its own (header, size, strings, caches). The second checks every pointer slot
+//! against what the first found. Objects that hold pointers (code objects, tuples, slices) come
+//! after everything they point at, and the others hold none, so a pointer to an object that holds
+//! pointers must point backwards: that is what rules out cycles, with no search.
 
 use cds_archive::AddrMap;
 
@@ -28,7 +38,6 @@ pub enum ExtClass {
 /// What a slot's holder requires of it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expect {
-    Code,
     /// Any constant (a tuple item under `co_consts`).
     Any,
     Str,
@@ -37,29 +46,29 @@ enum Expect {
     TupleOfStr,
 }
 
-/// Per 8-byte word of the module: what the word's holder requires (see [`SlotClass`]).
+/// The slots that are constants (items of a tuple, or fields of a slice): the only slots a
+/// frozenset fix-up may rewrite.
 pub struct SlotClasses(Vec<u8>);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SlotClass {
-    None = 0,
-    /// A constant slot (tuple item under `co_consts`): may become a frozenset.
-    Const = 1,
-    /// A slot that must hold a str.
-    Str = 2,
+    None,
+    /// A constant slot (a tuple item or a slice field): may become a frozenset.
+    Const,
 }
 
 impl SlotClasses {
     pub fn get(&self, slot: u64) -> SlotClass {
         match self.0.get((slot / 8) as usize) {
             Some(1) => SlotClass::Const,
-            Some(2) => SlotClass::Str,
             _ => SlotClass::None,
         }
     }
 }
 
-const MAX_DEPTH: usize = 512;
+/// How deeply objects may nest (tuples in tuples, code in constants): the interpreter recurses
+/// over constants (hashing, comparing, printing them) on the C stack.
+pub const MAX_DEPTH: u16 = 512;
 
 /// Facts the validator needs from the running interpreter's type objects.
 #[derive(Clone, Copy)]
@@ -75,23 +84,27 @@ pub struct Validator<'a> {
     actual: u64,
     externals: &'a AddrMap<ExtClass>,
     facts: TypeFacts,
-    /// Per 16-byte unit: 0 unvisited, 1 on the current path, 2 + kind when done.
-    state: Vec<u8>,
     /// The archived type objects' addresses, for the check of every object's type.
     types: Vec<(u64, Kind)>,
     /// Expectations of the code object's pointer fields, in `layout::CODE_OBJECTS` order.
     code_fields: Vec<(u64, Expect, bool)>,
-    slots: Vec<u8>,
     /// Entries of the archive's interned-strings table.
     intern_count: u32,
-    /// (slot, number) of every slot that names an interned string.
-    interned: Vec<(u64, u32)>,
 }
 
-/// What validation found: the class of each slot, and the slots to fill with interned strings.
+/// Why a module is refused: boxed, so that results stay small on the fast path.
+type Fail = Box<String>;
+
+/// What validation found: the constant slots, and the slots to fill with interned strings.
 pub struct Validated {
     pub classes: SlotClasses,
     pub interned: Vec<(u64, u32)>,
+}
+
+/// Objects of these kinds hold no pointers to other objects of the module (a UCS-4 string's
+/// `wstr` on 3.11 points into the string itself, and is checked with it).
+fn is_leaf(kind: Kind) -> bool {
+    !matches!(kind, Kind::Tuple | Kind::Code | Kind::Slice)
 }
 
 impl<'a> Validator<'a> {
@@ -124,66 +137,121 @@ impl<'a> Validator<'a> {
                 (field as u64, want, sized)
             })
             .collect();
-        Validator {
-            objects,
-            actual,
-            externals,
-            facts,
-            state: vec![0; objects.len() / 16 + 1],
-            types,
-            code_fields,
-            slots: vec![0; objects.len() / 8 + 1],
-            intern_count,
+        Validator { objects, actual, externals, facts, types, code_fields, intern_count }
+    }
+
+    /// Validates every object of the module; the object at offset `root` must be code.
+    pub fn run(self, root: u64) -> Result<Validated, String> {
+        let len = self.objects.len() as u64;
+        let mut kinds = vec![0u8; (len / 16 + 1) as usize];
+        let found = self.parse(&mut kinds).map_err(|e| *e)?;
+        let mut pass = Pass {
+            v: &self,
+            depths: vec![0u16; kinds.len()],
+            kinds,
+            consts: vec![0; (len / 8 + 1) as usize],
             interned: Vec::new(),
+        };
+        for &(off, kind) in &found {
+            pass.links(off, kind).map_err(|e| *e)?;
         }
-    }
-
-    /// Validates everything reachable from the object at offset `root`, which must be code.
-    pub fn run(mut self, root: u64) -> Result<Validated, String> {
-        self.visit(self.actual + root, Expect::Code, 0)?;
-        Ok(Validated { classes: SlotClasses(self.slots), interned: self.interned })
-    }
-
-    /// Validates what the slot at offset `slot` holds: an object (see `visit`) or the number of
-    /// an interned string, where a str is acceptable.
-    fn visit_slot(&mut self, slot: u64, expect: Expect, depth: usize) -> Result<(), String> {
-        let word = self.word(slot)?;
-        match layout::intern_ref_number(word) {
-            None => self.visit(word, expect, depth),
-            Some(_) if !Self::accepts(expect, Kind::Str) => {
-                Err(format!("interned string at {slot} where another type is required"))
-            }
-            Some(n) if n >= self.intern_count => Err(format!("slot {slot} names no interned string ({n})")),
-            Some(n) => {
-                self.interned.push((slot, n));
-                Ok(())
-            }
+        match pass.kind_at(root) {
+            Some(Kind::Code) => {}
+            _ => return Err(format!("the root at {root} is not a code object of the module")),
         }
+        Ok(Validated { classes: SlotClasses(pass.consts), interned: pass.interned })
     }
 
-    fn word(&self, off: u64) -> Result<u64, String> {
+    /// The first pass: every object in layout order, each checked on its own; records the kind
+    /// of each in `kinds` (per 16-byte unit: 0 where no object starts, else 1 + the kind) and
+    /// returns (offset, kind) of each.
+    fn parse(&self, kinds: &mut [u8]) -> Result<Vec<(u64, Kind)>, Fail> {
+        let len = self.objects.len() as u64;
+        let gc_head = layout::GC_HEAD_SIZE as u64;
+        let mut found = Vec::new();
+        let mut at = 0u64;
+        while at < len {
+            // A zero word where an object may start opens a GC header (see the module docs).
+            let headed = self.word(at)? == 0;
+            let off = if headed { at + gc_head } else { at };
+            if off % 16 != 0 {
+                return Err(format!("misaligned object at {off}").into());
+            }
+            let kind = self.header(off)?;
+            let gc = self.facts.gc & (1 << kind as u16) != 0;
+            if headed && !(at..off).step_by(8).all(|w| self.word(w) == Ok(0)) {
+                return Err(format!("{kind:?} at {off} without an untracked GC header").into());
+            }
+            if gc != headed {
+                return Err(if gc {
+                    format!("{kind:?} at {off} without an untracked GC header").into()
+                } else {
+                    format!("{kind:?} at {off} after a GC header its type does not have").into()
+                });
+            }
+            let ob_size = self.word(off + layout::OB_SIZE as u64)? as i64;
+            let size = match kind {
+                Kind::Str => self.str_size(off)?,
+                Kind::Bytes => size_of(ob_size, |n| layout::BYTES_DATA + n + 1)?,
+                Kind::Int => {
+                    let word = self.word(off + layout::LONG_SIZE_WORD as u64)?;
+                    let digits = layout::long_digits(word).ok_or_else(|| format!("malformed int at {off}"))?;
+                    size_of(digits.min(i64::MAX as u64) as i64, |_| layout::long_size(digits))?
+                }
+                Kind::Float => layout::FLOAT_SIZE,
+                Kind::Complex => layout::COMPLEX_SIZE,
+                Kind::Slice => layout::SLICE_SIZE,
+                Kind::Tuple => size_of(ob_size, |n| layout::TUPLE_ITEMS + 8 * n)?,
+                Kind::Code => size_of(ob_size, |n| self.facts.code_basicsize + n * self.facts.code_itemsize)?,
+            } as u64;
+            let end = off.checked_add(size).filter(|&end| end <= len);
+            let Some(end) = end else {
+                return Err(format!("object at {off} runs past the end of the module").into());
+            };
+            match kind {
+                Kind::Tuple => {
+                    if let Some(hash) = layout::TUPLE_HASH {
+                        if self.word(off + hash as u64)? as i64 != -1 {
+                            return Err(format!("tuple at {off} with a cached hash").into());
+                        }
+                    }
+                }
+                Kind::Code => {
+                    if let Some(field) = layout::CODE_VERSION {
+                        if !code_versions::is_archived(self.u32_at(off + field as u64)?) {
+                            return Err(format!("code object at {off} without an archived version").into());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            kinds[(off / 16) as usize] = 1 + kind as u8;
+            found.push((off, kind));
+            at = end.next_multiple_of(16);
+        }
+        Ok(found)
+    }
+
+    #[inline(always)]
+    fn word(&self, off: u64) -> Result<u64, Fail> {
         let o = off as usize;
         self.objects
             .get(o..o + 8)
             .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-            .ok_or_else(|| format!("field at {off} outside the module"))
+            .ok_or_else(|| format!("field at {off} outside the module").into())
     }
 
-    fn u32_at(&self, off: u64) -> Result<u32, String> {
+    #[inline(always)]
+    fn u32_at(&self, off: u64) -> Result<u32, Fail> {
         let o = off as usize;
         self.objects
             .get(o..o + 4)
             .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
-            .ok_or_else(|| format!("field at {off} outside the module"))
-    }
-
-    fn external(&self, addr: u64) -> Option<ExtClass> {
-        self.externals.get(addr)
+            .ok_or_else(|| format!("field at {off} outside the module").into())
     }
 
     fn accepts(expect: Expect, kind: Kind) -> bool {
         match expect {
-            Expect::Code => kind == Kind::Code,
             Expect::Any => true,
             Expect::Str => kind == Kind::Str,
             Expect::Bytes => kind == Kind::Bytes,
@@ -191,138 +259,19 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn visit(&mut self, addr: u64, expect: Expect, depth: usize) -> Result<(), String> {
-        let len = self.objects.len() as u64;
-        let Some(off) = addr.checked_sub(self.actual).filter(|&o| o < len) else {
-            // Outside the module: only externals, and only of an acceptable kind.
-            return match self.external(addr) {
-                Some(ExtClass::Value(kind, _)) if Self::accepts(expect, kind) => Ok(()),
-                Some(ExtClass::Singleton) if expect == Expect::Any => Ok(()),
-                _ => Err(format!("pointer {addr:#x} is neither an object of the module nor a fitting external")),
-            };
-        };
-        if off % 16 != 0 {
-            return Err(format!("misaligned object at {off}"));
-        }
-        let unit = (off / 16) as usize;
-        match self.state[unit] {
-            0 => {}
-            1 => return Err(format!("object at {off} contains itself (a cycle)")),
-            done => {
-                // Reached again through another slot: only its type needs checking.
-                let kind = KINDS[(done - 2) as usize];
-                if !Self::accepts(expect, kind) {
-                    return Err(format!("object at {off} is a {kind:?} where another type is required"));
-                }
-                return Ok(());
-            }
-        }
-        if depth > MAX_DEPTH {
-            return Err("objects nested too deeply".into());
-        }
-        self.state[unit] = 1;
-        let kind = self.header(off)?;
-        if !Self::accepts(expect, kind) {
-            return Err(format!("object at {off} is a {kind:?} where another type is required"));
-        }
-        let ob_size = self.word(off + layout::OB_SIZE as u64)? as i64;
-        let size = match kind {
-            Kind::Str => self.str_size(off)?,
-            Kind::Bytes => size_of(ob_size, |n| layout::BYTES_DATA + n + 1)?,
-            Kind::Int => {
-                let word = self.word(off + layout::LONG_SIZE_WORD as u64)?;
-                let digits = layout::long_digits(word).ok_or_else(|| format!("malformed int at {off}"))?;
-                size_of(digits.min(i64::MAX as u64) as i64, |_| layout::long_size(digits))?
-            }
-            Kind::Float => layout::FLOAT_SIZE,
-            Kind::Complex => layout::COMPLEX_SIZE,
-            Kind::Slice => layout::SLICE_SIZE,
-            Kind::Tuple => size_of(ob_size, |n| layout::TUPLE_ITEMS + 8 * n)?,
-            Kind::Code => size_of(ob_size, |n| self.facts.code_basicsize + n * self.facts.code_itemsize)?,
-        } as u64;
-        if off.checked_add(size).is_none_or(|end| end > len) {
-            return Err(format!("object at {off} runs past the end of the module"));
-        }
-        if self.facts.gc & (1 << kind as u16) != 0 {
-            let gc = layout::GC_HEAD_SIZE as u64;
-            let untracked = off >= gc && (off - gc..off).step_by(8).all(|w| self.word(w) == Ok(0));
-            if !untracked {
-                return Err(format!("{kind:?} at {off} without an untracked GC header"));
-            }
-        }
-        match kind {
-            Kind::Slice => {
-                for &(_, field, _) in layout::SLICE_ITEMS {
-                    let slot = off + field as u64;
-                    self.mark(slot, Expect::Any);
-                    self.visit_slot(slot, Expect::Any, depth + 1)?;
-                }
-            }
-            Kind::Tuple => {
-                if let Some(hash) = layout::TUPLE_HASH {
-                    if self.word(off + hash as u64)? as i64 != -1 {
-                        return Err(format!("tuple at {off} with a cached hash"));
-                    }
-                }
-                let item = match expect {
-                    Expect::TupleOfStr => Expect::Str,
-                    _ => Expect::Any,
-                };
-                for i in 0..ob_size as u64 {
-                    let slot = off + layout::TUPLE_ITEMS as u64 + 8 * i;
-                    self.mark(slot, item);
-                    self.visit_slot(slot, item, depth + 1)?;
-                }
-            }
-            Kind::Code => {
-                if let Some(field) = layout::CODE_VERSION {
-                    if !code_versions::is_archived(self.u32_at(off + field as u64)?) {
-                        return Err(format!("code object at {off} without an archived version"));
-                    }
-                }
-                let n = self.u32_at(off + layout::CODE_NLOCALSPLUS as u64)? as i32;
-                for i in 0..self.code_fields.len() {
-                    let (field, want, sized) = self.code_fields[i];
-                    let slot = off + field;
-                    if want == Expect::Str {
-                        self.mark(slot, Expect::Str);
-                    }
-                    self.visit_slot(slot, want, depth + 1)?;
-                    if sized && self.length_of(self.word(slot)?)? != n as i64 {
-                        return Err(format!("code object at {off}: locals do not match co_nlocalsplus"));
-                    }
-                }
-            }
-            _ => {}
-        }
-        self.state[unit] = 2 + kind as u8;
-        Ok(())
-    }
-
-    fn mark(&mut self, slot: u64, expect: Expect) {
-        let class = match expect {
-            Expect::Any => SlotClass::Const,
-            Expect::Str => SlotClass::Str,
-            _ => SlotClass::None,
-        };
-        if let Some(s) = self.slots.get_mut((slot / 8) as usize) {
-            *s = class as u8;
-        }
-    }
-
     /// Checks the archived reference count and returns the object's type.
-    fn header(&self, off: u64) -> Result<Kind, String> {
+    fn header(&self, off: u64) -> Result<Kind, Fail> {
         if self.word(off + layout::OB_REFCNT as u64)? as i64 != layout::ARCHIVED_REFCNT as i64 {
-            return Err(format!("object at {off} without the archived reference count"));
+            return Err(format!("object at {off} without the archived reference count").into());
         }
         let tp = self.word(off + layout::OB_TYPE as u64)?;
         match self.types.iter().find(|t| t.0 == tp) {
             Some(&(_, kind)) => Ok(kind),
-            None => Err(format!("object at {off} has no archived type")),
+            None => Err(format!("object at {off} has no archived type").into()),
         }
     }
 
-    fn str_size(&self, off: u64) -> Result<usize, String> {
+    fn str_size(&self, off: u64) -> Result<usize, Fail> {
         let state = self.u32_at(off + layout::STR_STATE as u64)?;
         let length = self.word(off + layout::STR_LENGTH as u64)? as i64;
         let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
@@ -336,7 +285,7 @@ impl<'a> Validator<'a> {
             && (!ascii || kind == 1)
             && (0..1 << 40).contains(&length);
         if !ok {
-            return Err(format!("malformed string at {off}"));
+            return Err(format!("malformed string at {off}").into());
         }
         if let Some((wstr, wstr_length)) = layout::STR_WSTR_SHARED {
             // Either no wchar_t cache, or (UCS-4 only) the string's own data, as CPython makes it.
@@ -345,27 +294,163 @@ impl<'a> Validator<'a> {
             let wlen = if ascii { 0 } else { self.word(off + wstr_length as u64)? as i64 };
             let shared = kind == 4 && !ascii && w == own && wlen == length;
             if !(w == 0 && wlen == 0 || shared) {
-                return Err(format!("string at {off} with a foreign wchar_t cache"));
+                return Err(format!("string at {off} with a foreign wchar_t cache").into());
             }
         }
         Ok(layout::str_size(ascii, kind, length as usize))
     }
+}
+
+/// The second pass: the pointer slots of each object, in layout order.
+struct Pass<'v, 'a> {
+    v: &'v Validator<'a>,
+    /// Per 16-byte unit, from the first pass: 0 where no object starts, else 1 + its kind.
+    kinds: Vec<u8>,
+    /// Per 16-byte unit where an object that holds pointers starts: how deeply objects nest
+    /// under it (1 for one that points only at objects without pointers).
+    depths: Vec<u16>,
+    /// Per 8-byte word: 1 where the word is a constant slot.
+    consts: Vec<u8>,
+    /// (slot, number) of every slot that names an interned string.
+    interned: Vec<(u64, u32)>,
+}
+
+impl Pass<'_, '_> {
+    /// The kind of the object that starts at offset `off`, if one does.
+    #[inline(always)]
+    fn kind_at(&self, off: u64) -> Option<Kind> {
+        if off % 16 != 0 {
+            return None;
+        }
+        match *self.kinds.get((off / 16) as usize)? {
+            0 => None,
+            k => Some(KINDS[(k - 1) as usize]),
+        }
+    }
+
+    /// Checks the pointer slots of the object at `off` and records how deeply objects nest
+    /// under it.
+    fn links(&mut self, off: u64, kind: Kind) -> Result<(), Fail> {
+        let mut depth = 0;
+        match kind {
+            Kind::Slice => {
+                for &(_, field, _) in layout::SLICE_ITEMS {
+                    let slot = off + field as u64;
+                    self.consts[(slot / 8) as usize] = 1;
+                    depth = depth.max(self.slot(off, slot, Expect::Any)?);
+                }
+            }
+            Kind::Tuple => {
+                let n = self.v.word(off + layout::OB_SIZE as u64)?;
+                for i in 0..n {
+                    let slot = off + layout::TUPLE_ITEMS as u64 + 8 * i;
+                    self.consts[(slot / 8) as usize] = 1;
+                    depth = depth.max(self.slot(off, slot, Expect::Any)?);
+                }
+            }
+            Kind::Code => {
+                let n = self.v.u32_at(off + layout::CODE_NLOCALSPLUS as u64)? as i32 as i64;
+                for i in 0..self.v.code_fields.len() {
+                    let (field, want, sized) = self.v.code_fields[i];
+                    let slot = off + field;
+                    depth = depth.max(self.slot(off, slot, want)?);
+                    let target = self.v.word(slot)?;
+                    if sized && self.length_of(target)? != n {
+                        return Err(format!("code object at {off}: locals do not match co_nlocalsplus").into());
+                    }
+                    if want == Expect::TupleOfStr {
+                        self.all_str(target)?;
+                    }
+                }
+            }
+            _ => return Ok(()),
+        }
+        if depth >= MAX_DEPTH {
+            return Err(Box::new("objects nested too deeply".to_string()));
+        }
+        self.depths[(off / 16) as usize] = depth + 1;
+        Ok(())
+    }
+
+    /// Checks what the slot at offset `slot` of the object at `holder` holds, and returns how
+    /// deeply objects nest under it.
+    #[inline(always)]
+    fn slot(&mut self, holder: u64, slot: u64, expect: Expect) -> Result<u16, Fail> {
+        let v = self.v;
+        let word = v.word(slot)?;
+        if let Some(n) = layout::intern_ref_number(word) {
+            if !Validator::accepts(expect, Kind::Str) {
+                return Err(format!("interned string at {slot} where another type is required").into());
+            }
+            if n >= v.intern_count {
+                return Err(format!("slot {slot} names no interned string ({n})").into());
+            }
+            self.interned.push((slot, n));
+            return Ok(0);
+        }
+        let len = v.objects.len() as u64;
+        let Some(off) = word.checked_sub(v.actual).filter(|&o| o < len) else {
+            // Outside the module: only externals, and only of an acceptable kind.
+            return match v.externals.get(word) {
+                Some(ExtClass::Value(kind, _)) if Validator::accepts(expect, kind) => Ok(0),
+                Some(ExtClass::Singleton) if expect == Expect::Any => Ok(0),
+                _ => Err(format!("pointer {word:#x} is neither an object of the module nor a fitting external").into()),
+            };
+        };
+        let Some(kind) = self.kind_at(off) else {
+            return Err(format!("pointer at {slot} to {off}, where no object of the module starts").into());
+        };
+        if !Validator::accepts(expect, kind) {
+            return Err(format!("object at {off} is a {kind:?} where another type is required").into());
+        }
+        if is_leaf(kind) {
+            return Ok(0);
+        }
+        if off >= holder {
+            return Err(format!("object at {holder} points forward to the {kind:?} at {off} (objects must come after what they hold: a cycle?)").into());
+        }
+        Ok(self.depths[(off / 16) as usize])
+    }
+
+    /// Checks that the tuple at `addr` (already checked to be a tuple) holds only strings.
+    fn all_str(&self, addr: u64) -> Result<(), Fail> {
+        let v = self.v;
+        let Some(off) = addr.checked_sub(v.actual).filter(|&o| o < v.objects.len() as u64) else {
+            // An external tuple is the interpreter's own (the empty tuple).
+            return Ok(());
+        };
+        let n = v.word(off + layout::OB_SIZE as u64)?;
+        for i in 0..n {
+            let slot = off + layout::TUPLE_ITEMS as u64 + 8 * i;
+            let word = v.word(slot)?;
+            let ok = layout::intern_ref_number(word).is_some()
+                || match word.checked_sub(v.actual).filter(|&o| o < v.objects.len() as u64) {
+                    Some(o) => self.kind_at(o) == Some(Kind::Str),
+                    None => matches!(v.externals.get(word), Some(ExtClass::Value(Kind::Str, _))),
+                };
+            if !ok {
+                return Err(format!("item at {slot} of a names tuple is not a str where another type is required").into());
+            }
+        }
+        Ok(())
+    }
 
     /// Length of a tuple or bytes object (internal or external) at `addr`.
-    fn length_of(&self, addr: u64) -> Result<i64, String> {
-        match addr.checked_sub(self.actual) {
-            Some(off) if off < self.objects.len() as u64 => Ok(self.word(off + layout::OB_SIZE as u64)? as i64),
-            _ => match self.external(addr) {
+    fn length_of(&self, addr: u64) -> Result<i64, Fail> {
+        let v = self.v;
+        match addr.checked_sub(v.actual) {
+            Some(off) if off < v.objects.len() as u64 => Ok(v.word(off + layout::OB_SIZE as u64)? as i64),
+            _ => match v.externals.get(addr) {
                 Some(ExtClass::Value(Kind::Tuple | Kind::Bytes | Kind::Str, n)) => Ok(n),
-                _ => Err("length of a non-sequence".into()),
+                _ => Err(Box::new("length of a non-sequence".to_string())),
             },
         }
     }
 }
 
-fn size_of(ob_size: i64, f: impl Fn(usize) -> usize) -> Result<usize, String> {
+fn size_of(ob_size: i64, f: impl Fn(usize) -> usize) -> Result<usize, Fail> {
     if !(0..1 << 32).contains(&ob_size) {
-        return Err(format!("implausible object size {ob_size}"));
+        return Err(format!("implausible object size {ob_size}").into());
     }
     Ok(f(ob_size as usize))
 }
