@@ -1,0 +1,109 @@
+"""Where pycds's import phase stands against the exec-only floor, in paired rounds.
+
+    python bench/tools/paired_imports.py [--rounds N] [--workload app]
+
+Run after `python bench/run.py` (it reuses bench/.work: the venvs, the workload's module list
+and its pycds archive). Each round runs, in alternating order, three processes of the workload:
+
+- `floor`: the plain venv with every code object preloaded (bench/tools/floor.py);
+- `prefixed`: the pycds venv in SHARE mode, with every archived module fixed up before the
+  workload starts (untimed), so its import phase pays for serving (finder, freshness check,
+  spec and loader) but not for the fix-up;
+- `pycds`: the pycds venv in SHARE mode, as in the benchmark.
+
+It prints the median import phase of each and the medians of the per-round ratios and
+differences: `prefixed / floor` is the cost of serving, `pycds / prefixed` the cost of the
+per-module fix-up (mapping pages, checksum, relocation, validation, interning). On a noisy
+machine, per-round ratios from adjacent runs are steadier than ratios of separate medians.
+"""
+
+import argparse
+import ast
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent
+WORK = BENCH / ".work"
+
+# Run by the pycds venv's interpreter in SHARE mode: fixes up every archived module, then runs
+# the workload as __main__ (its harness stamps the import phase).
+PREFIX = r'''
+import gc, os, runpy, sys
+finder = next(f for f in sys.meta_path if type(f).__name__ == "ArchiveFinder")
+import cds._runtime as rt
+seen = []
+serve = rt._serve
+rt._serve = lambda archive, *rest: seen.append(archive)
+finder.find_spec(sys.argv[1])
+rt._serve = serve
+archive = seen[0]
+for i in range(archive.stats()["modules"]):
+    try:
+        archive.load(i)
+    except Exception:
+        pass
+gc.collect()
+gc.freeze()
+script = sys.argv[2]
+sys.argv = sys.argv[2:]
+sys.path[0] = os.path.dirname(script)
+runpy.run_path(script, run_name="__main__")
+'''
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--workload", default="app")
+    args = ap.parse_args()
+    script = BENCH / "workloads" / f"{args.workload}.py"
+    modlist = WORK / "lists" / f"{args.workload}.modules"
+    archive = WORK / "archives" / f"{args.workload}.pycds.img"
+    for p in (script, modlist, archive, WORK / "lists" / f"{args.workload}.pycds.lst"):
+        if not p.exists():
+            sys.exit(f"{p} is missing: run `python bench/run.py` first")
+    traced = WORK / "lists" / f"{args.workload}.pycds.lst"
+    # A module the archive holds: asking the finder for it hands the archive to `_serve`.
+    first = json.loads(traced.read_text().splitlines()[0])["name"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYCDS", "BENCH_"))}
+    env.pop("VIRTUAL_ENV", None)
+    share = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)}
+    plain_py, pycds_py = WORK / "venv-plain/bin/python", WORK / "venv-pycds/bin/python"
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "prefixed.py"
+        prefix.write_text(PREFIX)
+        sides = {
+            "floor": ([plain_py, BENCH / "tools" / "floor.py", modlist, script], {}),
+            "prefixed": ([pycds_py, prefix, first, script], share),
+            "pycds": ([pycds_py, script], share),
+        }
+        stamps = Path(tmp) / "stamps"
+
+        def run(side):
+            argv, extra = sides[side]
+            subprocess.run([str(a) for a in argv], env=dict(env, BENCH_TIMING_FILE=str(stamps), **extra),
+                           cwd=script.parent, stdout=subprocess.DEVNULL, check=True)
+            d = ast.literal_eval(stamps.read_text())
+            return (d["imp1"] - d["imp0"]) * 1e3
+
+        names = list(sides)
+        res = {k: [] for k in names}
+        for r in range(args.rounds):
+            for k in names if r % 2 == 0 else names[::-1]:
+                res[k].append(run(k))
+    med = statistics.median
+    print(f"{args.workload}, {args.rounds} rounds, import phase (ms, median): "
+          + ", ".join(f"{k} {med(v):.1f}" for k, v in res.items()))
+    for a, b in (("prefixed", "floor"), ("pycds", "prefixed"), ("pycds", "floor")):
+        ratios = [x / y for x, y in zip(res[a], res[b])]
+        diffs = [x - y for x, y in zip(res[a], res[b])]
+        print(f"  {a} / {b}: ratio {med(ratios):.3f}, difference {med(diffs):+.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
