@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 HEADER = 152
 STRING_RECORD = 16
-ENTRY = 64
+ENTRY = 72
 EXTERNAL = 24
 
 # Header fields: name -> (offset, struct format)
@@ -48,8 +48,9 @@ ENTRY_FIELDS = {
     "objects_off": (32, "<Q"),
     "objects_len": (40, "<Q"),
     "root_off": (48, "<Q"),
-    "data_crc": (56, "<I"),
-    "entry_crc": (60, "<I"),
+    "run_once_off": (56, "<Q"),
+    "data_crc": (64, "<I"),
+    "entry_crc": (68, "<I"),
 }
 
 
@@ -111,7 +112,7 @@ class Archive:
 
     def fix_entry_crc(self, i):
         at = self.entry_at(i)
-        crc = zlib.crc32(bytes(self.b[at:at + 60]))
+        crc = zlib.crc32(bytes(self.b[at:at + 68]))
         crc = zlib.crc32(self.blob(self.e(i, "name_off"), self.e(i, "name_len")), crc)
         self.set_e(i, "entry_crc", crc)
 

@@ -30,8 +30,9 @@ _bind_loaded_submodules()
 def info():
     """What pycds did in this process: a dict with ``mode`` (``None`` when inactive),
     ``archive``, ``list``, ``error`` (why the mode could not start, or ``None``), ``served``
-    (names imported from the archive, in order) and ``fallbacks`` (name to the reason it was
-    imported normally)."""
+    (names imported from the archive, in order), ``fallbacks`` (name to the reason it was
+    imported normally), ``released`` and ``released_bytes`` (modules whose run-once objects'
+    archive pages were given back after they ran, and the bytes)."""
     from cds import _runtime
 
     return _runtime.info()

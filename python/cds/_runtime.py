@@ -30,6 +30,10 @@ _state = {
     "error": None,
     "served": [],
     "fallbacks": {},
+    # Modules whose run-once objects (module code, class bodies) were given back after they
+    # ran, and the bytes of archive pages that freed.
+    "released": 0,
+    "released_bytes": 0,
 }
 _verbose = 0
 _active = False
@@ -70,6 +74,8 @@ def info():
         "error": _state["error"],
         "served": list(_state["served"]),
         "fallbacks": dict(_state["fallbacks"]),
+        "released": _state["released"],
+        "released_bytes": _state["released_bytes"],
     }
 
 
@@ -139,6 +145,18 @@ class ArchiveLoader(SourceFileLoader):
                 _say(2, f"served {fullname} from the archive")
                 return code
         return super().get_code(fullname)
+
+    def exec_module(self, module):
+        super().exec_module(module)
+        # The module has run and its code object is dropped, as a normal import drops it: the
+        # archive gives back the pages of its run-once objects if nothing refers to them.
+        if self._cds_archive is not None:
+            released, kept = self._cds_archive.release(self._cds_index)
+            if released:
+                _state["released"] += 1
+                _state["released_bytes"] += released
+            elif kept is not None:
+                _say(2, f"{self.name}: run-once objects kept: {kept}")
 
 
 def _fallback(name, reason):

@@ -4,11 +4,11 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Size of the fixed header at offset 0.
 pub const HEADER_SIZE: usize = 152;
 /// Size of one module index entry.
-pub const ENTRY_SIZE: usize = 64;
+pub const ENTRY_SIZE: usize = 72;
 /// Size of one externals-table record.
 pub const EXTERNAL_SIZE: usize = 24;
 /// Size of one fix-up record.
@@ -68,8 +68,9 @@ pub(crate) const E_FIXUPS_COUNT: usize = 28;
 pub(crate) const E_OBJECTS_OFF: usize = 32;
 pub(crate) const E_OBJECTS_LEN: usize = 40;
 pub(crate) const E_ROOT_OFF: usize = 48;
-pub(crate) const E_DATA_CRC: usize = 56;
-pub(crate) const E_ENTRY_CRC: usize = 60;
+pub(crate) const E_RUN_ONCE_OFF: usize = 56;
+pub(crate) const E_DATA_CRC: usize = 64;
+pub(crate) const E_ENTRY_CRC: usize = 68;
 
 /// An interpreter object that the archive points at but does not contain (a type object,
 /// `None`, a small-int singleton, ...). The kinds are defined by the extension crate and listed in

@@ -27,4 +27,4 @@ pub use layout::{
 pub use meta::{ModuleMeta, PathState, SearchEntry};
 pub use reader::{Archive, Entry, Header};
 pub use reloc::{relocate, ExternalMap, RelocStats};
-pub use writer::{ArchiveBuilder, ModuleInput, WriteStats};
+pub use writer::{ArchiveBuilder, ModuleInput, WriteStats, RUN_ONCE_PAGE_MIN};

@@ -140,6 +140,9 @@ pub struct Entry<'a> {
     pub objects_len: u64,
     /// Offset of the root object from the module's first byte.
     pub root: u64,
+    /// Offset from the module's first byte where its run-once objects begin (`objects_len`
+    /// when it has none): nothing before it points at or past it.
+    pub run_once: u64,
     data_crc: u32,
 }
 
@@ -222,11 +225,15 @@ impl<'a> Archive<'a> {
         }
         let bitmap = slice(rd_u32(e, E_BITMAP_OFF), bitmap_len(obj_len), "pointer bitmap")?;
         let root = rd_u64(e, E_ROOT_OFF);
+        let run_once = rd_u64(e, E_RUN_ONCE_OFF);
         let in_section = obj_off
             .checked_add(obj_len)
             .is_some_and(|end| end <= self.header.objects_len);
         if !in_section || obj_len < 8 || obj_off % OBJECT_ALIGN != 0 || root >= obj_len || root % 8 != 0 {
             return Err(FormatError::OutOfBounds("module objects"));
+        }
+        if run_once > obj_len || run_once % OBJECT_ALIGN != 0 {
+            return Err(FormatError::OutOfBounds("run-once objects"));
         }
         Ok(Entry {
             index: i,
@@ -237,6 +244,7 @@ impl<'a> Archive<'a> {
             objects_file_off: self.header.objects_off + obj_off,
             objects_len: obj_len,
             root,
+            run_once,
             data_crc: rd_u32(e, E_DATA_CRC),
         })
     }

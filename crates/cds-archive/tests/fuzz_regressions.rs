@@ -30,6 +30,7 @@ fn sample() -> Vec<u8> {
             },
             objects,
             root: 0,
+            run_once: 0,
             relocs: vec![
                 Reloc { slot: 0, target: RelocTarget::Internal },
                 Reloc { slot: 8, target: RelocTarget::External(ext) },

@@ -26,6 +26,7 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
         meta: meta(&format!("/lib/{name}.py")),
         objects,
         root: 0,
+        run_once: 48,
         relocs: vec![
             Reloc { slot: 0, target: RelocTarget::Internal },
             Reloc { slot: 8, target: RelocTarget::External(ext) },
@@ -73,6 +74,44 @@ fn round_trip_and_lookup() {
     let strings: Vec<&[u8]> = (0..3).map(|n| a.interned(n).unwrap()).collect();
     assert_eq!(strings, [b"z", b"a", b"m"]);
     assert_eq!(a.interned(3).unwrap_err(), FormatError::BadString { number: 3 });
+}
+
+#[test]
+fn run_once_parts_get_whole_pages_when_asked() {
+    for paged in [false, true] {
+        let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+        for (name, run_once, len) in [("a", 16u64, 48usize), ("b", 32, 32 + 3000), ("c", 16, 16 + 9000), ("d", 48, 48)] {
+            let mut m = module(name, &mut b);
+            m.objects.resize(len, 0);
+            m.run_once = run_once;
+            b.add_module(m).unwrap();
+        }
+        b.page_run_once(paged);
+        let bytes = b.build().unwrap().0;
+        let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+        for (name, run_once, len) in [("a", 16u64, 48u64), ("b", 32, 3032), ("c", 16, 9016), ("d", 48, 48)] {
+            let e = a.lookup(name).unwrap().unwrap();
+            assert_eq!(e.run_once, run_once);
+            let start = e.objects_file_off as usize;
+            e.verify(&bytes[start..start + e.objects_len as usize]).unwrap();
+            let big = len - run_once >= RUN_ONCE_PAGE_MIN;
+            if paged && big {
+                // Page-aligned start, padded with zeros to whole pages.
+                assert_eq!((e.objects_file_off + run_once) % PAGE_SIZE, 0, "{name}");
+                assert_eq!((e.objects_len - run_once) % PAGE_SIZE, 0, "{name}");
+                assert!(bytes[start + len as usize..start + e.objects_len as usize].iter().all(|&x| x == 0));
+            } else {
+                assert_eq!(e.objects_len, len, "{name}");
+            }
+        }
+    }
+    // A run-once offset past the module, or misaligned, is refused when added.
+    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+    for bad in [49, 8] {
+        let mut m = module("x", &mut b);
+        m.run_once = bad;
+        assert_eq!(b.add_module(m).unwrap_err(), FormatError::OutOfBounds("run-once objects"));
+    }
 }
 
 #[test]

@@ -15,8 +15,15 @@
 //! Within the first region an object is placed after everything it points at (children first),
 //! so every pointer between objects of that region points backwards and leaves hold no pointers:
 //! the loader validates a module in one linear pass, and the order itself rules out cycles.
+//!
+//! A third region comes last: the module's *run-once* objects, which only its own execution
+//! uses: the module's code object, the bodies of its classes and the comprehensions those run,
+//! with their bytecode tables and name and constant tuples (when nothing else shares them).
+//! Once the module has run, a normal import frees these; the loader can release their pages
+//! when it can prove them unreferenced (see `loader.rs`). Nothing outside the region points
+//! into it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use cds_archive::{ArchiveBuilder, Fixup, FixupKind, ModuleInput, Reloc, RelocTarget};
 use pyo3::ffi;
@@ -34,11 +41,22 @@ enum Target {
     Interned(u32),
 }
 
-/// A copied module: its object bytes, the root's offset, its relocations and its fix-ups.
-pub type ModuleParts = (Vec<u8>, u64, Vec<Reloc>, Vec<Fixup>);
+/// A copied module: its object bytes, the root's offset, where its run-once objects start, its
+/// relocations and its fix-ups.
+pub type ModuleParts = (Vec<u8>, u64, u64, Vec<Reloc>, Vec<Fixup>);
 
 /// Marks an offset into the leaf region while copying (resolved by `Copier::finish`).
 const LEAF: usize = 1 << 62;
+/// Marks an offset into the run-once region while copying.
+const RUN_ONCE: usize = 1 << 61;
+
+/// The three regions of a module, in layout order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Region {
+    Linked,
+    Leaf,
+    RunOnce,
+}
 
 pub struct Copier<'b> {
     builder: &'b mut ArchiveBuilder,
@@ -48,6 +66,10 @@ pub struct Copier<'b> {
     linked: Vec<u8>,
     /// Leaf objects (offsets tagged with `LEAF`).
     leaves: Vec<u8>,
+    /// Run-once objects (offsets tagged with `RUN_ONCE`).
+    run_once: Vec<u8>,
+    /// The live objects that go to the run-once region (by address).
+    run_once_set: HashSet<usize>,
     /// Slot offsets (tagged) and what they point at.
     relocs: Vec<(usize, RelocTarget)>,
     fixups: Vec<(usize, FixupKind)>,
@@ -63,11 +85,15 @@ pub fn copy_module(
     code: *mut ffi::PyObject,
 ) -> Result<ModuleParts, String> {
     let start = *code_count;
+    // SAFETY: the caller contract above.
+    let run_once_set = unsafe { run_once_objects(code)? };
     let mut c = Copier {
         builder,
         code_count,
         linked: Vec::new(),
         leaves: Vec::new(),
+        run_once: Vec::new(),
+        run_once_set,
         relocs: Vec::new(),
         fixups: Vec::new(),
         memo: HashMap::new(),
@@ -95,15 +121,19 @@ pub fn copy_module(
 }
 
 pub fn into_input(name: &str, meta: cds_archive::ModuleMeta, parts: ModuleParts) -> ModuleInput {
-    let (objects, root, relocs, fixups) = parts;
-    ModuleInput { name: name.to_owned(), meta, objects, root, relocs, fixups }
+    let (objects, root, run_once, relocs, fixups) = parts;
+    ModuleInput { name: name.to_owned(), meta, objects, root, run_once, relocs, fixups }
 }
 
 impl Copier<'_> {
     /// Reserves `size` zeroed bytes for an object in its region (16-byte aligned, after a zeroed,
     /// i.e. untracked, GC header when the type has one) and returns the object's offset.
-    fn alloc(&mut self, size: usize, gc: bool, leaf: bool) -> usize {
-        let (buf, tag) = if leaf { (&mut self.leaves, LEAF) } else { (&mut self.linked, 0) };
+    fn alloc(&mut self, size: usize, gc: bool, region: Region) -> usize {
+        let (buf, tag) = match region {
+            Region::Linked => (&mut self.linked, 0),
+            Region::Leaf => (&mut self.leaves, LEAF),
+            Region::RunOnce => (&mut self.run_once, RUN_ONCE),
+        };
         let aligned = buf.len().next_multiple_of(16);
         buf.resize(aligned, 0);
         if gc {
@@ -116,7 +146,13 @@ impl Copier<'_> {
 
     /// The `len` bytes at (tagged) offset `at`.
     fn at(&mut self, at: usize, len: usize) -> &mut [u8] {
-        let (buf, at) = if at & LEAF != 0 { (&mut self.leaves, at & !LEAF) } else { (&mut self.linked, at) };
+        let (buf, at) = if at & LEAF != 0 {
+            (&mut self.leaves, at & !LEAF)
+        } else if at & RUN_ONCE != 0 {
+            (&mut self.run_once, at & !RUN_ONCE)
+        } else {
+            (&mut self.linked, at)
+        };
         &mut buf[at..at + len]
     }
 
@@ -134,15 +170,26 @@ impl Copier<'_> {
         }
     }
 
-    /// Joins the two regions (leaves after the linked objects) and resolves tagged offsets: in
-    /// slots, in internal pointers and in the root.
+    /// Joins the three regions (linked objects, leaves, run-once objects) and resolves tagged
+    /// offsets: in slots, in internal pointers and in the root.
     fn finish(mut self, root: usize) -> Result<ModuleParts, String> {
         let base = self.linked.len().next_multiple_of(16);
-        let place = |off: usize| if off & LEAF != 0 { base + (off & !LEAF) } else { off };
+        let run_once = (base + self.leaves.len()).next_multiple_of(16);
+        let place = |off: usize| {
+            if off & LEAF != 0 {
+                base + (off & !LEAF)
+            } else if off & RUN_ONCE != 0 {
+                run_once + (off & !RUN_ONCE)
+            } else {
+                off
+            }
+        };
         let slot32 = |off: usize| u32::try_from(place(off)).map_err(|_| "module larger than 4 GiB".to_string());
         let mut buf = std::mem::take(&mut self.linked);
         buf.resize(base, 0);
         buf.extend_from_slice(&self.leaves);
+        buf.resize(run_once, 0);
+        buf.extend_from_slice(&self.run_once);
         let mut relocs = Vec::with_capacity(self.relocs.len());
         for &(slot, target) in &self.relocs {
             let at = place(slot);
@@ -157,7 +204,7 @@ impl Copier<'_> {
             .iter()
             .map(|&(slot, kind)| Ok(Fixup { slot: slot32(slot)?, kind }))
             .collect::<Result<Vec<_>, String>>()?;
-        Ok((buf, place(root) as u64, relocs, fixups))
+        Ok((buf, place(root) as u64, run_once as u64, relocs, fixups))
     }
 
     /// Points the slot at offset `slot` at `t` (an object already placed, or an external or
@@ -198,7 +245,14 @@ impl Copier<'_> {
         let gc = unsafe { ffi::PyType_HasFeature(ffi::Py_TYPE(obj), ffi::Py_TPFLAGS_HAVE_GC) != 0 };
         // Objects without pointer slots that the loader writes go to the leaf region.
         let leaf = matches!(kind, Kind::Str | Kind::Bytes | Kind::Int | Kind::Float | Kind::Complex);
-        let off = self.alloc(size, gc, leaf);
+        let region = if self.run_once_set.contains(&(obj as usize)) {
+            Region::RunOnce
+        } else if leaf {
+            Region::Leaf
+        } else {
+            Region::Linked
+        };
+        let off = self.alloc(size, gc, region);
         // SAFETY: caller contract: `size` bytes are readable at `obj`.
         let src = unsafe { std::slice::from_raw_parts(obj as *const u8, size) };
         self.at(off, size).copy_from_slice(src);
@@ -452,4 +506,139 @@ unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), Strin
         ffi::Py_DECREF(code_bytes);
         result
     }
+}
+
+/// Code fields that are the code object's own structure (not values a program may keep):
+/// everything but its file name, name and qualified name.
+fn structural(field: &str) -> bool {
+    !matches!(field, "co_filename" | "co_name" | "co_qualname")
+}
+
+/// Whether a code constant of run-once code runs only while its module executes: a class body
+/// (not an optimized function) or a list, dict or set comprehension (which runs to completion
+/// where it is used). Functions, lambdas and generator expressions may outlive the module's
+/// execution.
+///
+/// SAFETY (caller): GIL held, `code` a live code object.
+unsafe fn runs_once(code: *mut ffi::PyObject) -> Result<bool, String> {
+    // SAFETY: caller contract; attribute reads of a live code object.
+    unsafe {
+        let attr = |name: &std::ffi::CStr| {
+            let v = ffi::PyObject_GetAttrString(code, name.as_ptr());
+            if v.is_null() {
+                ffi::PyErr_Clear();
+                Err(format!("code object without {}", name.to_string_lossy()))
+            } else {
+                Ok(v)
+            }
+        };
+        let flags = attr(c"co_flags")?;
+        let f = ffi::PyLong_AsLong(flags);
+        ffi::Py_DECREF(flags);
+        if f & ffi::CO_OPTIMIZED as std::os::raw::c_long == 0 {
+            return Ok(true);
+        }
+        let name = attr(c"co_name")?;
+        let mut comprehension = false;
+        for c in [c"<listcomp>", c"<dictcomp>", c"<setcomp>"] {
+            comprehension |= ffi::PyUnicode_CompareWithASCIIString(name, c.as_ptr()) == 0;
+        }
+        ffi::Py_DECREF(name);
+        Ok(comprehension)
+    }
+}
+
+/// The objects of the module rooted at `root` that go to its run-once region: the run-once
+/// code objects (the root; the class bodies and comprehensions their constants hold) and their
+/// structural fields (constants, names, locals, tables), except any object that something
+/// outside that set also reaches.
+///
+/// SAFETY (caller): GIL held, `root` a live code object kept alive for the call.
+unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, String> {
+    let code_type = externals::type_object(Kind::Code);
+    let field = |obj: *mut ffi::PyObject, off: usize| {
+        // SAFETY: caller contract; `off` is a pointer field of a live code object (probe).
+        unsafe { std::ptr::read_unaligned((obj as *const u8).add(off) as *const *mut ffi::PyObject) }
+    };
+    // SAFETY (closure): GIL held; `t` a live tuple.
+    let items = |t: *mut ffi::PyObject| unsafe {
+        (0..ffi::PyTuple_Size(t)).map(|i| ffi::PyTuple_GetItem(t, i)).collect::<Vec<_>>()
+    };
+    // SAFETY: caller contract.
+    if unsafe { ffi::Py_TYPE(root) } != code_type {
+        return Err("root object is not a code object".into());
+    }
+    // The run-once code objects, and what they hold that stays outside the region.
+    let mut codes = vec![root];
+    let mut outside = Vec::new();
+    let mut i = 0;
+    while i < codes.len() {
+        let c = codes[i];
+        i += 1;
+        for &(name, off, _) in layout::CODE_OBJECTS {
+            let v = field(c, off);
+            if v.is_null() {
+                return Err("code object with a NULL field".into());
+            }
+            if !structural(name) {
+                outside.push(v);
+                continue;
+            }
+            // SAFETY: GIL held; `v` is owned by the live code object.
+            if unsafe { ffi::PyTuple_Check(v) } == 0 {
+                continue;
+            }
+            for item in items(v) {
+                // SAFETY: as above; `item` is owned by the tuple.
+                let is_code = unsafe { ffi::Py_TYPE(item) } == code_type;
+                // SAFETY: `item` is a live code object.
+                if name == "co_consts" && is_code && unsafe { runs_once(item)? } {
+                    codes.push(item);
+                } else {
+                    outside.push(item);
+                }
+            }
+        }
+    }
+    // Everything reachable from outside the run-once code objects.
+    let mut reached: HashSet<usize> = HashSet::new();
+    while let Some(o) = outside.pop() {
+        if o.is_null() || !reached.insert(o as usize) {
+            continue;
+        }
+        // SAFETY: GIL held; `o` is alive (owned, transitively, by `root`).
+        let tp = unsafe { ffi::Py_TYPE(o) };
+        if tp == code_type {
+            outside.extend(layout::CODE_OBJECTS.iter().map(|&(_, off, _)| field(o, off)));
+        } else if tp == &raw mut ffi::PyTuple_Type {
+            outside.extend(items(o));
+        } else if tp == &raw mut ffi::PyFrozenSet_Type {
+            // SAFETY: GIL held; a new tuple of the frozenset's items, which it keeps alive.
+            unsafe {
+                let t = ffi::PySequence_Tuple(o);
+                if t.is_null() {
+                    ffi::PyErr_Clear();
+                    return Err("cannot iterate a frozenset constant".into());
+                }
+                outside.extend(items(t));
+                ffi::Py_DECREF(t);
+            }
+        } else if tp == &raw mut ffi::PySlice_Type {
+            outside.extend(layout::SLICE_ITEMS.iter().map(|&(_, off, _)| field(o, off)));
+        }
+    }
+    let mut set = HashSet::new();
+    for &c in &codes {
+        if reached.contains(&(c as usize)) {
+            continue;
+        }
+        set.insert(c as usize);
+        for &(name, off, _) in layout::CODE_OBJECTS {
+            let v = field(c, off) as usize;
+            if structural(name) && !reached.contains(&v) {
+                set.insert(v);
+            }
+        }
+    }
+    Ok(set)
 }

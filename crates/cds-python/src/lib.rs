@@ -86,6 +86,15 @@ impl Archive {
         Ok(unsafe { Bound::from_owned_ptr(py, code) }.unbind())
     }
 
+    /// After module `index` ran: gives back its run-once objects' pages if nothing refers to
+    /// them. Returns `(bytes_released, why_kept)`.
+    fn release(&self, index: u32) -> (usize, Option<String>) {
+        match self.inner.release(index) {
+            Ok(n) => (n, None),
+            Err(why) => (0, Some(why)),
+        }
+    }
+
     /// Facts about the archive and its mapping.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let h = self.inner.header();
@@ -101,6 +110,9 @@ impl Archive {
         d.set_item("externals", h.externals_count)?;
         d.set_item("preferred_base", h.preferred_base)?;
         d.set_item("mapped_at", self.inner.mapped_at())?;
+        let (released, released_bytes) = self.inner.released();
+        d.set_item("released_modules", released)?;
+        d.set_item("released_bytes", released_bytes)?;
         Ok(d)
     }
 
@@ -155,7 +167,11 @@ impl ArchiveWriter {
     #[new]
     fn new() -> Self {
         let (fp, description) = fingerprint::current();
-        ArchiveWriter { builder: Some(ArchiveBuilder::new(fp, &description, PREFERRED_BASE)), code_count: 0 }
+        let mut builder = ArchiveBuilder::new(fp, &description, PREFERRED_BASE);
+        // Only where the loader can tell that run-once objects are dead (reference counts that
+        // move) is it worth giving them pages of their own.
+        builder.page_run_once(loader::CAN_RELEASE_RUN_ONCE);
+        ArchiveWriter { builder: Some(builder), code_count: 0 }
     }
 
     /// Archives module `name` from its code object. `search` lists the search locations, in

@@ -21,7 +21,15 @@ enum ModState {
     InProgress,
     Ready(usize),
     Failed(String),
+    /// The module ran and its run-once objects' pages were given back: its code object is
+    /// gone, so importing it again takes the normal path.
+    Released,
 }
+
+/// Whether this interpreter lets the loader prove run-once objects dead after their module ran:
+/// only where archived objects' reference counts move (3.11). Immortal objects (3.12+) never
+/// show whether anything still refers to them.
+pub const CAN_RELEASE_RUN_ONCE: bool = !layout::IMMORTAL_OBJECTS;
 
 pub struct LoadedArchive {
     // `view` borrows `map`'s memory and is declared first so that it is dropped first.
@@ -34,6 +42,9 @@ pub struct LoadedArchive {
     interned: OnceLock<Box<[AtomicUsize]>>,
     pub path: String,
     pub producer: String,
+    /// Modules whose run-once pages were released, and the bytes given back.
+    released: AtomicUsize,
+    released_bytes: AtomicUsize,
 }
 
 /// What the finder needs to know about an archived module before serving it.
@@ -122,6 +133,8 @@ impl LoadedArchive {
             interned: OnceLock::new(),
             path: path.to_owned(),
             producer,
+            released: AtomicUsize::new(0),
+            released_bytes: AtomicUsize::new(0),
         })
     }
 
@@ -179,6 +192,9 @@ impl LoadedArchive {
                     return Ok((code, None));
                 }
                 ModState::Failed(why) => return Err(why.clone()),
+                ModState::Released => {
+                    return Err("it ran already and its run-once objects were released".into())
+                }
                 ModState::InProgress => return Err("module is being fixed up (re-entrant import)".into()),
                 ModState::Fresh => *state = ModState::InProgress,
             }
@@ -199,6 +215,53 @@ impl LoadedArchive {
                 Err(why)
             }
         }
+    }
+
+    /// After module `index` ran (from its code object as `load` returned it): gives back the
+    /// pages of its run-once objects if nothing refers to any of them any more, as a normal
+    /// import frees its module's code object then. Returns the bytes released (0 when the
+    /// module has no whole page of run-once objects, was not fixed up, or this interpreter
+    /// cannot tell), or why the objects were kept. Must be called with the GIL held.
+    pub fn release(&self, index: u32) -> Result<usize, String> {
+        if !CAN_RELEASE_RUN_ONCE {
+            return Ok(0);
+        }
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        match modules.get(index as usize) {
+            Some(ModState::Ready(_)) => {}
+            _ => return Ok(0),
+        }
+        let entry = self.entry(index)?;
+        let start = entry.objects_file_off + entry.run_once;
+        let end = entry.objects_file_off + entry.objects_len;
+        let page = cds_archive::PAGE_SIZE;
+        let (first, last) = (start.next_multiple_of(page), end / page * page);
+        if first >= last {
+            return Ok(0);
+        }
+        let externals = self.externals()?;
+        // SAFETY: GIL held (caller contract), so no other code reads or writes these objects
+        // while the slice lives; the range lies inside the module (checked by `entry`), and the
+        // slice is only read.
+        let objects = unsafe { self.map.range_mut(start as usize, (end - start) as usize) };
+        let actual = self.map.addr() + start;
+        // Each object still carries the archived count: nothing outside the run-once objects
+        // holds a reference (the validator made sure no other archived object points at them).
+        Validator::new(objects, actual, &externals.classes, externals.facts, self.view.header.intern_count, 0)
+            .objects_intact()?;
+        modules[index as usize] = ModState::Released;
+        // SAFETY: every object on these pages is unreferenced (just checked, GIL held): no
+        // pointer of the interpreter or of another archived object leads to them, and the
+        // module's state no longer hands out its code object.
+        unsafe { self.map.release(first as usize, (last - first) as usize) };
+        self.released.fetch_add(1, Relaxed);
+        self.released_bytes.fetch_add((last - first) as usize, Relaxed);
+        Ok((last - first) as usize)
+    }
+
+    /// Modules whose run-once pages were released, and the bytes released.
+    pub fn released(&self) -> (usize, usize) {
+        (self.released.load(Relaxed), self.released_bytes.load(Relaxed))
     }
 
     /// The interpreter's interned string for entry `number` of the archive's table (a borrowed
@@ -271,7 +334,7 @@ impl LoadedArchive {
         let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
         let t2 = std::time::Instant::now();
         let intern_count = self.view.header.intern_count;
-        let validated = Validator::new(objects, actual, &externals.classes, externals.facts, intern_count)
+        let validated = Validator::new(objects, actual, &externals.classes, externals.facts, intern_count, entry.run_once)
             .run(entry.root)
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();

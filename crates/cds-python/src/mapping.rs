@@ -108,6 +108,23 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Gives back the pages `[start, start + len)` (page-aligned): this process's copies are
+    /// dropped, and the range reads as the file again if it is ever touched.
+    ///
+    /// SAFETY (caller): GIL held, the range lies in the objects section, and no object on those
+    /// pages is referenced (by the interpreter or by any other archived object) or will be.
+    pub unsafe fn release(&self, start: usize, len: usize) {
+        assert!(start % 4096 == 0 && len % 4096 == 0 && start.checked_add(len).is_some_and(|e| e <= self.len));
+        // SAFETY: inside our own private mapping (asserted above); MADV_DONTNEED on a private
+        // file mapping only discards this process's copies, which nothing uses (caller
+        // contract). Failure leaves the pages as they were, which is harmless.
+        unsafe {
+            libc::madvise(self.ptr.add(start) as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         if !self.pinned.load(std::sync::atomic::Ordering::SeqCst) {

@@ -17,6 +17,13 @@
 //! against what the first found. Objects that hold pointers (code objects, tuples, slices) come
 //! after everything they point at, and the others hold none, so a pointer to an object that holds
 //! pointers must point backwards: that is what rules out cycles, with no search.
+//!
+//! The module's run-once objects come last (from offset `run_once`): no object before them may
+//! point at one of them, so that the loader may release their pages once they are dead. The
+//! first pass, on the run-once part alone, is also how the loader proves them dead after the
+//! module ran: every object still carries the archived reference count (no reference from
+//! outside), an untracked GC header and empty caches. A run-once part padded to whole pages
+//! ends in zero bytes after its last object.
 
 use cds_archive::AddrMap;
 
@@ -90,6 +97,8 @@ pub struct Validator<'a> {
     code_fields: Vec<(u64, Expect, bool)>,
     /// Entries of the archive's interned-strings table.
     intern_count: u32,
+    /// Where the run-once objects start.
+    run_once: u64,
 }
 
 /// Why a module is refused: boxed, so that results stay small on the fast path.
@@ -115,6 +124,7 @@ impl<'a> Validator<'a> {
         externals: &'a AddrMap<ExtClass>,
         facts: TypeFacts,
         intern_count: u32,
+        run_once: u64,
     ) -> Self {
         let types = externals
             .iter()
@@ -137,7 +147,15 @@ impl<'a> Validator<'a> {
                 (field as u64, want, sized)
             })
             .collect();
-        Validator { objects, actual, externals, facts, types, code_fields, intern_count }
+        Validator { objects, actual, externals, facts, types, code_fields, intern_count, run_once }
+    }
+
+    /// The first pass alone: every object carries the archived reference count, its type and
+    /// sizes fit, GC headers are untracked and caches empty. Returns the number of objects.
+    /// On a run-once part after its module ran, this proves nothing refers to its objects.
+    pub fn objects_intact(&self) -> Result<usize, String> {
+        let mut kinds = vec![0u8; self.objects.len() / 16 + 1];
+        self.parse(&mut kinds).map(|found| found.len()).map_err(|e| *e)
     }
 
     /// Validates every object of the module; the object at offset `root` must be code.
@@ -171,8 +189,12 @@ impl<'a> Validator<'a> {
         let mut found = Vec::new();
         let mut at = 0u64;
         while at < len {
-            // A zero word where an object may start opens a GC header (see the module docs).
+            // A zero word where an object may start opens a GC header (see the module docs),
+            // unless only zeros follow: the padding of a run-once part.
             let headed = self.word(at)? == 0;
+            if headed && self.objects[at as usize..].iter().all(|&b| b == 0) {
+                break;
+            }
             let off = if headed { at + gc_head } else { at };
             if off % 16 != 0 {
                 return Err(format!("misaligned object at {off}").into());
@@ -217,6 +239,13 @@ impl<'a> Validator<'a> {
                     }
                 }
                 Kind::Code => {
+                    let filled = layout::CODE_CACHES.iter().any(|&(_, field, size)| {
+                        let at = (off as usize + field)..(off as usize + field + size);
+                        self.objects.get(at).is_none_or(|b| b.iter().any(|&x| x != 0))
+                    });
+                    if filled {
+                        return Err(format!("code object at {off} with a filled cache").into());
+                    }
                     if let Some(field) = layout::CODE_VERSION {
                         if !code_versions::is_archived(self.u32_at(off + field as u64)?) {
                             return Err(format!("code object at {off} without an archived version").into());
@@ -402,6 +431,9 @@ impl Pass<'_, '_> {
         };
         if !Validator::accepts(expect, kind) {
             return Err(format!("object at {off} is a {kind:?} where another type is required").into());
+        }
+        if off >= v.run_once && holder < v.run_once {
+            return Err(format!("object at {holder} points into the run-once objects (at {off})").into());
         }
         if is_leaf(kind) {
             return Ok(0);
