@@ -155,6 +155,7 @@ class ArchiveLoader(SourceFileLoader):
             if released:
                 _state["released"] += 1
                 _state["released_bytes"] += released
+                _say(2, f"{self.name}: released {released} bytes of run-once objects")
             elif kept is not None:
                 _say(2, f"{self.name}: run-once objects kept: {kept}")
 

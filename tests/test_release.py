@@ -1,0 +1,118 @@
+"""Run-once objects (a module's own code object, its class bodies and their comprehensions, with
+their tables) are given back after the module ran, as a normal import frees them, where the
+loader can prove nothing refers to them (3.11, whose archived objects' reference counts move).
+What the module defined keeps working; a module that keeps its own frame keeps them; importing
+a released module again takes the normal path. On 3.12+ nothing is released."""
+
+import json
+
+from pycds_testing import run
+
+# A module whose run-once part is several pages: many classes with bodies and comprehensions.
+BIG = "\n".join(
+    [
+        '"""Many classes."""',
+        "import sys",
+        "TABLE = {k: len(k) for k in ('alpha', 'beta', 'gamma')}",
+        "SQUARES = [i * i for i in range(12)]",
+    ]
+    + [
+        f"class C{i}:\n"
+        f"    '''Class {i}.'''\n"
+        f"    KEYS = [k * {i} for k in range(3)]\n"
+        f"    NAMES = {{n: {i} for n in ('x{i}', 'y{i}')}}\n"
+        f"    def method(self, a={i}):\n"
+        f"        return [a + j for j in range({i % 7})]\n"
+        f"    @property\n"
+        f"    def label(self):\n"
+        f"        return 'c{i}:' + self.__class__.__name__\n"
+        for i in range(120)
+    ]
+    + ["def explode():\n    raise ValueError('boom')\n"]
+)
+
+# A run-once part of more than a page that the module itself keeps referenced.
+CLASSES = "".join(f"class D{i}:\n    V = [v + {i} for v in range(3)]\n    W = {{w: {i} for w in 'ab'}}\n" for i in range(60))
+
+# Keeps its own frame, and so its code object: its run-once objects stay.
+KEEPER = "import sys\nFRAME = sys._getframe()\nclass K:\n    VALUES = [v for v in range(5)]\n" + CLASSES
+
+MAIN = r"""
+import inspect, json, sys, traceback
+import big, keeper
+out = {
+    "classes": [(c.__doc__, c.KEYS, sorted(c.NAMES.items()), c().method(), c().label)
+                for c in (getattr(big, f"C{i}") for i in range(120))],
+    "table": sorted(big.TABLE.items()), "squares": big.SQUARES, "doc": big.__doc__,
+    "source": inspect.getsource(big.C7),
+    "keeper": [keeper.K.VALUES, keeper.FRAME.f_code.co_names, keeper.FRAME.f_code.co_consts[-3:]],
+}
+try:
+    big.explode()
+except ValueError:
+    out["traceback"] = traceback.format_exc().replace(sys.prefix, "")
+del sys.modules["big"]
+import big as again
+out["again"] = [again.C3().method(), again.C119.__doc__]
+print(json.dumps(out, default=repr))
+"""
+
+PROBE = r"""
+import json, runpy, sys
+runpy.run_path("main.py", run_name="__main__")
+import cds
+mapped = [line for line in open("/proc/self/smaps")]
+rss = None
+for i, line in enumerate(mapped):
+    if line.rstrip().endswith("mod.img"):
+        rss = next(int(l.split()[1]) for l in mapped[i + 1:] if l.startswith("Rss:")) * 1024
+        break
+print("PROBE" + json.dumps(dict(cds.info(), rss=rss)), file=sys.stderr)
+"""
+
+
+def test_run_once_objects_are_released_and_what_the_module_made_still_works(project):
+    project.write("big.py", BIG)
+    project.write("keeper.py", KEEPER)
+    project.write("main.py", MAIN)
+    project.write("probe.py", PROBE)
+    expected = project.plain("main.py").stdout
+    project.build("main.py")
+    archive_size = project.archive.stat().st_size
+    proc = project.share("probe.py", PYCDSVERBOSE="2")
+    assert proc.stdout == expected
+    info = json.loads([ln for ln in proc.stderr.splitlines() if ln.startswith("PROBE")][0][5:])
+    assert "big" in info["served"] and "keeper" in info["served"]
+    facts = json.loads(run(["-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"]).stdout)
+    immortal = facts["code_version"] is not None  # 3.12+: archived objects are immortal
+    if immortal:
+        assert info["released"] == 0 and info["released_bytes"] == 0
+        assert "big" not in info["fallbacks"]
+        return
+    # big's run-once part spans pages of its own; it was given back after big ran.
+    assert "pycds: big: released " in proc.stderr, proc.stderr[-3000:]
+    assert info["released"] >= 1 and info["released_bytes"] >= 3 * 4096
+    assert info["released_bytes"] % 4096 == 0
+    # The pages are really gone from the process: the mapping's resident size is below the file
+    # size by at least what was released.
+    assert info["rss"] is not None and info["rss"] <= archive_size - info["released_bytes"]
+    # keeper's code object is still referenced (its frame): its objects were kept.
+    assert "pycds: keeper: released " not in proc.stderr
+    assert "pycds: keeper: run-once objects kept: object at" in proc.stderr, proc.stderr[-3000:]
+    # Importing big again, after it was released, took the normal path and said why.
+    assert "released" in info["fallbacks"].get("big", ""), info["fallbacks"]
+
+
+def test_nothing_is_released_while_the_module_body_still_runs(project):
+    """A module whose body raises keeps its frames in the traceback: nothing is released, the
+    error is the normal one, and importing it again (normally) raises again."""
+    project.write("bad.py", CLASSES + "raise RuntimeError('bad module')\n")
+    project.write("main.py", "try:\n    import bad\nexcept RuntimeError as e:\n    print('caught', e)\n"
+                             "try:\n    import bad\nexcept RuntimeError as e:\n    print('again', e)\n")
+    expected = project.plain("main.py").stdout
+    assert expected == "caught bad module\nagain bad module\n"
+    # The trace records the module even though its import failed.
+    project.build("main.py")
+    proc = project.share("main.py", PYCDSVERBOSE="2")
+    assert proc.stdout == expected
+    assert "pycds: bad: released " not in proc.stderr
