@@ -45,7 +45,7 @@ out = {
                 for c in (getattr(big, f"C{i}") for i in range(120))],
     "table": sorted(big.TABLE.items()), "squares": big.SQUARES, "doc": big.__doc__,
     "source": inspect.getsource(big.C7),
-    "keeper": [keeper.K.VALUES, keeper.FRAME.f_code.co_names, keeper.FRAME.f_code.co_consts[-3:]],
+    "keeper": [keeper.K.VALUES, keeper.FRAME.f_code.co_names, [getattr(c, "co_qualname", c) for c in keeper.FRAME.f_code.co_consts]],
 }
 try:
     big.explode()
@@ -58,8 +58,8 @@ print(json.dumps(out, default=repr))
 """
 
 PROBE = r"""
-import json, runpy, sys
-runpy.run_path("main.py", run_name="__main__")
+import json, os, runpy, sys
+runpy.run_path(os.path.abspath("main.py"), run_name="__main__")
 import cds
 mapped = [line for line in open("/proc/self/smaps")]
 rss = None
