@@ -55,7 +55,7 @@ pub struct ArchiveBuilder {
 
 /// The smallest run-once part that gets pages of its own when [`ArchiveBuilder::page_run_once`]
 /// is on: below this, the padding would cost more file bytes than the pages it frees.
-pub const RUN_ONCE_PAGE_MIN: u64 = PAGE_SIZE / 2;
+pub const RUN_ONCE_PAGE_MIN: u64 = PAGE_SIZE;
 
 impl ArchiveBuilder {
     /// `preferred_base` must be page-aligned; it is the address the archive's first byte is laid
@@ -167,6 +167,59 @@ impl ArchiveBuilder {
         Ok(())
     }
 
+    /// Where each module's objects go in the objects section (in list order, each 16-byte
+    /// aligned), and the section's length. With `page_run_once`, a module's run-once part of at
+    /// least [`RUN_ONCE_PAGE_MIN`] bytes is padded to whole pages (its objects grow by zero
+    /// bytes) and the module placed so that the part starts on a page boundary; the gap that
+    /// leaves before it is filled with the next modules that need no such placement, when they
+    /// fit, so that padding costs few bytes of the file and fewer of a process's memory.
+    fn place_objects(&mut self) -> (Vec<u64>, u64) {
+        /// How far ahead in the list a module may be taken to fill a gap (keeps modules that
+        /// are imported together near each other).
+        const LOOKAHEAD: usize = 256;
+        let paged: Vec<bool> = self
+            .modules
+            .iter()
+            .map(|m| self.page_run_once && m.objects.len() as u64 - m.run_once >= RUN_ONCE_PAGE_MIN)
+            .collect();
+        for (m, &p) in self.modules.iter_mut().zip(&paged) {
+            if p {
+                let run_once_len = m.objects.len() as u64 - m.run_once;
+                m.objects.resize((m.run_once + align_up(run_once_len, PAGE_SIZE)) as usize, 0);
+            }
+        }
+        let n = self.modules.len();
+        let mut offsets: Vec<Option<u64>> = vec![None; n];
+        let mut cursor = 0u64;
+        for i in 0..n {
+            if offsets[i].is_some() {
+                continue;
+            }
+            let m = &self.modules[i];
+            let off = if paged[i] {
+                let off = align_up(cursor + m.run_once, PAGE_SIZE) - m.run_once;
+                let mut fill = cursor;
+                for j in i + 1..n.min(i + 1 + LOOKAHEAD) {
+                    if offsets[j].is_some() || paged[j] {
+                        continue;
+                    }
+                    let at = align_up(fill, OBJECT_ALIGN);
+                    let end = at + self.modules[j].objects.len() as u64;
+                    if end <= off {
+                        offsets[j] = Some(at);
+                        fill = end;
+                    }
+                }
+                off
+            } else {
+                align_up(cursor, OBJECT_ALIGN)
+            };
+            offsets[i] = Some(off);
+            cursor = off + m.objects.len() as u64;
+        }
+        (offsets.into_iter().map(|o| o.expect("every module placed")).collect(), cursor)
+    }
+
     /// Lays the archive out and returns its bytes.
     pub fn build(mut self) -> Result<(Vec<u8>, WriteStats), FormatError> {
         // Blob: producer string, then per module name, meta, pointer bitmap, fixups.
@@ -179,18 +232,9 @@ impl ArchiveBuilder {
             fixups: (u32, u32),
             objects: (u64, u64),
         }
+        let (offsets, objects_len) = self.place_objects();
         let mut placed = Vec::with_capacity(self.modules.len());
-        let mut objects_len = 0u64;
-        for m in &mut self.modules {
-            // Where the module starts, and (with page_run_once) its run-once part padded to
-            // whole pages that start on a page boundary.
-            let run_once_len = m.objects.len() as u64 - m.run_once;
-            let off = if self.page_run_once && run_once_len >= RUN_ONCE_PAGE_MIN {
-                m.objects.resize((m.run_once + align_up(run_once_len, PAGE_SIZE)) as usize, 0);
-                align_up(objects_len + m.run_once, PAGE_SIZE) - m.run_once
-            } else {
-                align_up(objects_len, OBJECT_ALIGN)
-            };
+        for (m, &off) in self.modules.iter().zip(&offsets) {
             let name = push(&mut blob, m.name.as_bytes())?;
             let meta = push(&mut blob, &m.meta.encode())?;
             let mut bits = vec![0u8; bitmap_len(m.objects.len() as u64) as usize];
@@ -205,7 +249,6 @@ impl ArchiveBuilder {
                 fix.extend_from_slice(&f.kind.encode().to_le_bytes());
             }
             let fixups = (push(&mut blob, &fix)?.0, m.fixups.len() as u32);
-            objects_len = off + m.objects.len() as u64;
             placed.push(Placed { name, meta, bitmap, fixups, objects: (off, m.objects.len() as u64) });
         }
 

@@ -104,6 +104,9 @@ fn run_once_parts_get_whole_pages_when_asked() {
                 assert_eq!(e.objects_len, len, "{name}");
             }
         }
+        // The small module after them fills the gap that aligning "b" left.
+        let (b_off, d_off) = (a.lookup("b").unwrap().unwrap().objects_file_off, a.lookup("d").unwrap().unwrap().objects_file_off);
+        assert_eq!(d_off < b_off, paged);
     }
     // A run-once offset past the module, or misaligned, is refused when added.
     let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
