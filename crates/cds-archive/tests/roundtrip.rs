@@ -80,7 +80,7 @@ fn round_trip_and_lookup() {
 fn run_once_parts_get_whole_pages_when_asked() {
     for paged in [false, true] {
         let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
-        for (name, run_once, len) in [("a", 16u64, 48usize), ("b", 32, 32 + 3000), ("c", 16, 16 + 9000), ("d", 48, 48)] {
+        for (name, run_once, len) in [("a", 16u64, 48usize), ("b", 32, 32 + 5000), ("c", 16, 16 + 9000), ("d", 48, 48)] {
             let mut m = module(name, &mut b);
             m.objects.resize(len, 0);
             m.run_once = run_once;
@@ -89,7 +89,7 @@ fn run_once_parts_get_whole_pages_when_asked() {
         b.page_run_once(paged);
         let bytes = b.build().unwrap().0;
         let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
-        for (name, run_once, len) in [("a", 16u64, 48u64), ("b", 32, 3032), ("c", 16, 9016), ("d", 48, 48)] {
+        for (name, run_once, len) in [("a", 16u64, 48u64), ("b", 32, 5032), ("c", 16, 9016), ("d", 48, 48)] {
             let e = a.lookup(name).unwrap().unwrap();
             assert_eq!(e.run_once, run_once);
             let start = e.objects_file_off as usize;
