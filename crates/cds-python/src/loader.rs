@@ -14,7 +14,7 @@ use crate::fingerprint;
 use crate::layout;
 use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
-use crate::validate::{ExtClass, SlotClass, TypeFacts, Validator};
+use crate::validate::{Rules, SlotClass, TypeFacts, Validator};
 
 enum ModState {
     Fresh,
@@ -63,9 +63,8 @@ struct Resolved {
     map: ExternalMap,
     /// Some external has another address here than in the dumper (computed once, not per module).
     moves: bool,
-    /// This process's external addresses with what they are.
-    classes: AddrMap<ExtClass>,
-    facts: TypeFacts,
+    /// What validation checks objects against in this process.
+    rules: Rules,
 }
 
 pub struct FixStats {
@@ -247,7 +246,7 @@ impl LoadedArchive {
         let actual = self.map.addr() + start;
         // Each object still carries the archived count: nothing outside the run-once objects
         // holds a reference (the validator made sure no other archived object points at them).
-        Validator::new(objects, actual, &externals.classes, externals.facts, self.view.header.intern_count, 0)
+        Validator::new(objects, actual, &externals.rules, self.view.header.intern_count, 0)
             .objects_intact()?;
         modules[index as usize] = ModState::Released;
         // SAFETY: every object on these pages is unreferenced (just checked, GIL held): no
@@ -306,7 +305,7 @@ impl LoadedArchive {
                 classes.insert(addr, externals::class_of(x).ok_or_else(unknown)?);
             }
             let map = ExternalMap::new(&self.view.external_addrs(), &actual);
-            Ok(Resolved { moves: map.moves_anything(), map, classes, facts: type_facts() })
+            Ok(Resolved { moves: map.moves_anything(), map, rules: Rules::new(classes, type_facts()) })
         });
         r.as_ref().map_err(|e| e.clone())
     }
@@ -334,7 +333,7 @@ impl LoadedArchive {
         let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
         let t2 = std::time::Instant::now();
         let intern_count = self.view.header.intern_count;
-        let validated = Validator::new(objects, actual, &externals.classes, externals.facts, intern_count, entry.run_once)
+        let validated = Validator::new(objects, actual, &externals.rules, intern_count, entry.run_once)
             .run(entry.root)
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let base = objects.as_mut_ptr();

@@ -86,15 +86,51 @@ pub struct TypeFacts {
     pub gc: u16,
 }
 
-pub struct Validator<'a> {
-    objects: &'a [u8],
-    actual: u64,
-    externals: &'a AddrMap<ExtClass>,
+/// What the validator checks against in this process, worked out once per archive.
+pub struct Rules {
+    externals: AddrMap<ExtClass>,
     facts: TypeFacts,
     /// The archived type objects' addresses, for the check of every object's type.
     types: Vec<(u64, Kind)>,
     /// Expectations of the code object's pointer fields, in `layout::CODE_OBJECTS` order.
     code_fields: Vec<(u64, Expect, bool)>,
+}
+
+impl Rules {
+    /// `externals`: this process's external addresses with what they are.
+    pub fn new(externals: AddrMap<ExtClass>, facts: TypeFacts) -> Rules {
+        let types = externals
+            .iter()
+            .filter_map(|(addr, c)| match c {
+                ExtClass::Type(kind) => Some((addr, kind)),
+                _ => None,
+            })
+            .collect();
+        let code_fields = layout::CODE_OBJECTS
+            .iter()
+            .map(|&(name, field, _)| {
+                let want = match name {
+                    "co_consts" => Expect::TupleOfAny,
+                    "co_names" | "co_localsplusnames" => Expect::TupleOfStr,
+                    "co_filename" | "co_name" | "co_qualname" => Expect::Str,
+                    _ => Expect::Bytes,
+                };
+                // The frame layout trusts co_nlocalsplus: these two must match it.
+                let sized = name == "co_localsplusnames" || name == "co_localspluskinds";
+                (field as u64, want, sized)
+            })
+            .collect();
+        Rules { externals, facts, types, code_fields }
+    }
+}
+
+pub struct Validator<'a> {
+    objects: &'a [u8],
+    actual: u64,
+    externals: &'a AddrMap<ExtClass>,
+    facts: TypeFacts,
+    types: &'a [(u64, Kind)],
+    code_fields: &'a [(u64, Expect, bool)],
     /// Entries of the archive's interned-strings table.
     intern_count: u32,
     /// Where the run-once objects start.
@@ -117,37 +153,18 @@ fn is_leaf(kind: Kind) -> bool {
 }
 
 impl<'a> Validator<'a> {
-    /// `externals` must be sorted by address.
-    pub fn new(
-        objects: &'a [u8],
-        actual: u64,
-        externals: &'a AddrMap<ExtClass>,
-        facts: TypeFacts,
-        intern_count: u32,
-        run_once: u64,
-    ) -> Self {
-        let types = externals
-            .iter()
-            .filter_map(|(addr, c)| match c {
-                ExtClass::Type(kind) => Some((addr, kind)),
-                _ => None,
-            })
-            .collect();
-        let code_fields = layout::CODE_OBJECTS
-            .iter()
-            .map(|&(name, field, _)| {
-                let want = match name {
-                    "co_consts" => Expect::TupleOfAny,
-                    "co_names" | "co_localsplusnames" => Expect::TupleOfStr,
-                    "co_filename" | "co_name" | "co_qualname" => Expect::Str,
-                    _ => Expect::Bytes,
-                };
-                // The frame layout trusts co_nlocalsplus: these two must match it.
-                let sized = name == "co_localsplusnames" || name == "co_localspluskinds";
-                (field as u64, want, sized)
-            })
-            .collect();
-        Validator { objects, actual, externals, facts, types, code_fields, intern_count, run_once }
+    /// The module's `objects`, mapped at `actual`; the run-once objects start at `run_once`.
+    pub fn new(objects: &'a [u8], actual: u64, rules: &'a Rules, intern_count: u32, run_once: u64) -> Self {
+        Validator {
+            objects,
+            actual,
+            externals: &rules.externals,
+            facts: rules.facts,
+            types: &rules.types,
+            code_fields: &rules.code_fields,
+            intern_count,
+            run_once,
+        }
     }
 
     /// The first pass alone: every object carries the archived reference count, its type and
@@ -192,7 +209,7 @@ impl<'a> Validator<'a> {
             // A zero word where an object may start opens a GC header (see the module docs),
             // unless only zeros follow: the padding of a run-once part.
             let headed = self.word(at)? == 0;
-            if headed && self.objects[at as usize..].iter().all(|&b| b == 0) {
+            if headed && all_zero(&self.objects[at as usize..]) {
                 break;
             }
             let off = if headed { at + gc_head } else { at };
@@ -485,4 +502,10 @@ fn size_of(ob_size: i64, f: impl Fn(usize) -> usize) -> Result<usize, Fail> {
         return Err(format!("implausible object size {ob_size}").into());
     }
     Ok(f(ob_size as usize))
+}
+
+/// Whether every byte of `b` is zero (a word at a time).
+fn all_zero(b: &[u8]) -> bool {
+    let words = b.chunks_exact(8);
+    words.remainder().iter().all(|&x| x == 0) && words.into_iter().all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
 }
