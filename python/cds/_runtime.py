@@ -1,5 +1,7 @@
-"""The runtime side of pycds: activation from the environment, the tracer, and the Python half
-of serving from an archive (the freshness check, the spec and the loader of an archived module).
+"""The runtime side of pycds: activation from the environment and the Python half of serving
+from an archive (the freshness check, the spec and the loader of an archived module). The tracer
+and the DUMP mode live in ``cds._trace``, imported only in those modes, so that a process that
+serves from an archive runs as little Python of pycds as it can.
 
 ``pycds.pth`` loads the extension when ``PYCDSMODE`` is set and calls ``_cds.boot()``. SHARE
 with an archive starts there natively (``_cds.ArchiveFinder``), and this module is imported only
@@ -96,11 +98,15 @@ def activate():
     _state["mode"] = mode
     try:
         if mode == "TRACE":
-            _start_trace(os.environ.get("PYCDSLIST", ""))
+            from cds import _trace
+
+            _trace.start_trace(os.environ.get("PYCDSLIST", ""))
         elif mode == "SHARE":
             _start_share(os.environ.get("PYCDSARCHIVE", ""))
         elif mode == "DUMP":
-            _dump_and_exit(os.environ.get("PYCDSLIST", ""), os.environ.get("PYCDSARCHIVE", ""))
+            from cds import _trace
+
+            _trace.dump_and_exit(os.environ.get("PYCDSLIST", ""), os.environ.get("PYCDSARCHIVE", ""))
         else:
             _state["error"] = f"unknown PYCDSMODE={mode!r} (expected TRACE, SHARE or DUMP); ignored"
             _say(1, _state["error"])
@@ -226,108 +232,3 @@ def _share_summary():
         f"served {len(_state['served'])} modules from {_state['archive']}, "
         f"{len(_state['fallbacks'])} imported normally",
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# TRACE: record the modules the program imports.
-
-
-class TraceFinder:
-    """Placed just before ``PathFinder``, it asks ``PathFinder`` itself (what the import system
-    would do next anyway), records each source module found, with the search locations used, and
-    returns the same spec. Each record is appended to the list at once, in one ``write`` to an
-    ``O_APPEND`` descriptor, so concurrent tracers never interleave lines and a process that
-    ends abruptly (``os._exit``, a signal) loses nothing it imported."""
-
-    def __init__(self, list_path):
-        self._list = list_path
-        self._fd = None
-        self._recorded = set()
-        self._count = 0
-
-    def find_spec(self, fullname, path=None, target=None):
-        spec = PathFinder.find_spec(fullname, path, target)
-        if spec is not None and fullname not in self._recorded:
-            try:
-                self._record(fullname, path, spec)
-            except Exception as exc:
-                _say(1, f"not traced: {fullname}: {exc}")
-        return spec
-
-    def _record(self, fullname, path, spec):
-        if type(spec.loader) is not SourceFileLoader or not spec.origin:
-            return
-        search = [p for p in (sys.path if path is None else path) if isinstance(p, str)]
-        st = os.stat(spec.origin)
-        line = trace_line(fullname, spec.origin, spec.submodule_search_locations is not None,
-                          search, st.st_mtime_ns, st.st_size)
-        if self._fd is None:
-            self._fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        data = line.encode("utf-8", "surrogateescape")
-        if os.write(self._fd, data) != len(data):
-            raise OSError(f"short write to {self._list}")
-        self._recorded.add(fullname)
-        self._count += 1
-
-    def invalidate_caches(self):
-        pass
-
-
-def _start_trace(list_path):
-    _state["list"] = list_path or None
-    if not list_path:
-        _state["error"] = "PYCDSMODE=TRACE needs PYCDSLIST; not tracing"
-        _say(1, _state["error"])
-        return
-    finder = TraceFinder(os.path.abspath(list_path))
-    _cds.insert_finder(finder)
-    if _verbose >= 1:
-        import atexit
-
-        atexit.register(lambda: _say(1, f"traced {finder._count} modules into {finder._list}"))
-
-
-_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
-_ESCAPES[ord('"')] = '\\"'
-_ESCAPES[ord("\\")] = "\\\\"
-
-
-def _json_str(s):
-    return '"' + s.translate(_ESCAPES) + '"'
-
-
-def trace_line(name, origin, is_package, search, mtime_ns, size):
-    """One line of a traced list: a JSON object (written without importing ``json``)."""
-    return (
-        "{"
-        f'"name": {_json_str(name)}, "origin": {_json_str(origin)}, '
-        f'"package": {"true" if is_package else "false"}, '
-        f'"search": [{", ".join(_json_str(p) for p in search)}], '
-        f'"mtime_ns": {int(mtime_ns)}, "size": {int(size)}'
-        "}\n"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# DUMP: write the archive from the list, then exit without running the program.
-
-
-def _dump_and_exit(list_path, archive_path):
-    if not list_path or not archive_path:
-        _state["error"] = "PYCDSMODE=DUMP needs PYCDSLIST and PYCDSARCHIVE; not dumping"
-        _say(0, _state["error"])
-        return
-    from cds import dump
-
-    try:
-        report = dump.run_dump(list_path, archive_path)
-        sys.stderr.write(report.summary() + "\n")
-        status = 0
-    except Exception as exc:
-        sys.stderr.write(f"pycds: dump failed: {exc}\n")
-        status = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(status)

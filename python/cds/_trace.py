@@ -1,0 +1,109 @@
+"""TRACE and DUMP modes: the tracer that records the modules a program imports, and the dump
+that writes an archive from such a list and exits. Imported by ``cds._runtime.activate`` only in
+those modes. Like the runtime, it imports nothing an application might import itself."""
+
+import os
+import sys
+
+from cds import _runtime as rt
+
+
+class TraceFinder:
+    """Placed just before ``PathFinder``, it asks ``PathFinder`` itself (what the import system
+    would do next anyway), records each source module found, with the search locations used, and
+    returns the same spec. Each record is appended to the list at once, in one ``write`` to an
+    ``O_APPEND`` descriptor, so concurrent tracers never interleave lines and a process that
+    ends abruptly (``os._exit``, a signal) loses nothing it imported."""
+
+    def __init__(self, list_path):
+        self._list = list_path
+        self._fd = None
+        self._recorded = set()
+        self._count = 0
+
+    def find_spec(self, fullname, path=None, target=None):
+        spec = rt.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and fullname not in self._recorded:
+            try:
+                self._record(fullname, path, spec)
+            except Exception as exc:
+                rt._say(1, f"not traced: {fullname}: {exc}")
+        return spec
+
+    def _record(self, fullname, path, spec):
+        if type(spec.loader) is not rt.SourceFileLoader or not spec.origin:
+            return
+        search = [p for p in (sys.path if path is None else path) if isinstance(p, str)]
+        st = os.stat(spec.origin)
+        line = trace_line(fullname, spec.origin, spec.submodule_search_locations is not None,
+                          search, st.st_mtime_ns, st.st_size)
+        if self._fd is None:
+            self._fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        data = line.encode("utf-8", "surrogateescape")
+        if os.write(self._fd, data) != len(data):
+            raise OSError(f"short write to {self._list}")
+        self._recorded.add(fullname)
+        self._count += 1
+
+    def invalidate_caches(self):
+        pass
+
+
+def start_trace(list_path):
+    rt._state["list"] = list_path or None
+    if not list_path:
+        rt._state["error"] = "PYCDSMODE=TRACE needs PYCDSLIST; not tracing"
+        rt._say(1, rt._state["error"])
+        return
+    finder = TraceFinder(os.path.abspath(list_path))
+    rt._cds.insert_finder(finder)
+    if rt._verbose >= 1:
+        import atexit
+
+        atexit.register(lambda: rt._say(1, f"traced {finder._count} modules into {finder._list}"))
+
+
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES[ord('"')] = '\\"'
+_ESCAPES[ord("\\")] = "\\\\"
+
+
+def _json_str(s):
+    return '"' + s.translate(_ESCAPES) + '"'
+
+
+def trace_line(name, origin, is_package, search, mtime_ns, size):
+    """One line of a traced list: a JSON object (written without importing ``json``)."""
+    return (
+        "{"
+        f'"name": {_json_str(name)}, "origin": {_json_str(origin)}, '
+        f'"package": {"true" if is_package else "false"}, '
+        f'"search": [{", ".join(_json_str(p) for p in search)}], '
+        f'"mtime_ns": {int(mtime_ns)}, "size": {int(size)}'
+        "}\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# DUMP: write the archive from the list, then exit without running the program.
+
+
+def dump_and_exit(list_path, archive_path):
+    if not list_path or not archive_path:
+        rt._state["error"] = "PYCDSMODE=DUMP needs PYCDSLIST and PYCDSARCHIVE; not dumping"
+        rt._say(0, rt._state["error"])
+        return
+    from cds import dump
+
+    try:
+        report = dump.run_dump(list_path, archive_path)
+        sys.stderr.write(report.summary() + "\n")
+        status = 0
+    except Exception as exc:
+        sys.stderr.write(f"pycds: dump failed: {exc}\n")
+        status = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
