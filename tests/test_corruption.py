@@ -146,7 +146,11 @@ def test_structural_lies_with_valid_checksums(clean):
                              ("objects_len", 0), ("objects_off", base.e(i, "objects_off") + 8),
                              ("root_off", base.e(i, "objects_len")), ("root_off", 8), ("root_off", 2**64 - 8),
                              ("name_off", 2**32 - 1), ("meta_len", 2**32 - 1), ("bitmap_len", 0),
-                             ("fixups_count", 2**31), ("fixups_off", base.h("blob_len"))):
+                             ("fixups_count", 2**31), ("fixups_off", base.h("blob_len")),
+                             # Run-once parts past the end, misaligned, inside an object, or
+                             # claiming objects that are not run-once (the whole module).
+                             ("run_once_off", base.e(i, "objects_len") + 16), ("run_once_off", 8),
+                             ("run_once_off", base.e(i, "run_once_off") + 16), ("run_once_off", 0)):
             def m(a, i=i, field=field, value=value):
                 a.set_e(i, field, value)
                 a.fix_entry_crc(i)
@@ -353,3 +357,17 @@ def test_interned_string_lies_with_valid_checksums(clean):
         a.b[text_at:text_at + len(text)] = text
         struct.pack_into("<II", a.b, rec + 4, len(text), zlib.crc32(text))
         fallback(a, f"interned string {number} is {label}")
+
+
+def test_run_once_part_must_start_at_an_object(clean):
+    """An entry whose run-once part starts inside an object (entry checksum recomputed) is
+    refused when the module is first imported: the loader later parses that part on its own to
+    prove its objects dead, which needs their true boundaries."""
+    root, data, env = clean
+    a = Archive(bytearray(data))
+    alpha = a.index_of("alpha")
+    a.set_e(alpha, "run_once_off", a.e(alpha, "root_off") + 16)  # inside the module's code object
+    a.fix_entry_crc(alpha)
+    p = _run_case(root, env, a.b)
+    assert (p.returncode, p.stdout) == (0, EXPECTED), p.stderr[-1000:]
+    assert "alpha: imported normally" in p.stderr and "inside an object" in p.stderr, p.stderr[-1000:]

@@ -205,7 +205,11 @@ impl<'a> Validator<'a> {
         let gc_head = layout::GC_HEAD_SIZE as u64;
         let mut found = Vec::new();
         let mut at = 0u64;
+        // The run-once part must start where an object (or its GC header) starts, or be empty:
+        // the loader parses it on its own when it checks that its objects are dead.
+        let mut boundary = self.run_once >= len;
         while at < len {
+            boundary |= at == self.run_once;
             // A zero word where an object may start opens a GC header (see the module docs),
             // unless only zeros follow: the padding of a run-once part.
             let headed = self.word(at)? == 0;
@@ -274,6 +278,9 @@ impl<'a> Validator<'a> {
             kinds[(off / 16) as usize] = 1 + kind as u8;
             found.push((off, kind));
             at = end.next_multiple_of(16);
+        }
+        if !boundary {
+            return Err(format!("run-once objects start at {}, inside an object", self.run_once).into());
         }
         Ok(found)
     }
