@@ -318,9 +318,7 @@ impl Copier<'_> {
                     Target::Internal { off, frozenset: false }
                 }
                 Kind::Tuple => {
-                    let n = ffi::PyTuple_Size(obj) as usize;
-                    let items: Vec<*mut ffi::PyObject> = (0..n).map(|i| ffi::PyTuple_GetItem(obj, i as isize)).collect();
-                    let off = self.copy_tuple(obj, &items)?;
+                    let off = self.copy_tuple(obj, &tuple_items(obj))?;
                     Target::Internal { off, frozenset: false }
                 }
                 Kind::Code => self.copy_code(obj)?,
@@ -354,17 +352,11 @@ impl Copier<'_> {
     ///
     /// SAFETY (caller): GIL held, `obj` a live frozenset.
     unsafe fn copy_frozenset(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
-        // SAFETY: caller contract; PySequence_Tuple returns a new tuple of borrowed-alive items.
+        // SAFETY: caller contract; a new tuple of the frozenset's (alive) items.
         unsafe {
-            let tuple = ffi::PySequence_Tuple(obj);
-            if tuple.is_null() {
-                ffi::PyErr_Clear();
-                return Err("cannot iterate a frozenset constant".into());
-            }
-            let n = ffi::PyTuple_Size(tuple) as usize;
-            let items: Vec<*mut ffi::PyObject> = (0..n).map(|i| ffi::PyTuple_GetItem(tuple, i as isize)).collect();
+            let tuple = frozenset_as_tuple(obj)?;
             // The items stay alive through the frozenset after the temporary tuple is gone.
-            let r = self.copy_tuple(tuple, &items);
+            let r = self.copy_tuple(tuple, &tuple_items(tuple));
             ffi::Py_DECREF(tuple);
             Ok(Target::Internal { off: r?, frozenset: true })
         }
@@ -508,10 +500,27 @@ unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), Strin
     }
 }
 
-/// Code fields that are the code object's own structure (not values a program may keep):
-/// everything but its file name, name and qualified name.
-fn structural(field: &str) -> bool {
-    !matches!(field, "co_filename" | "co_name" | "co_qualname")
+/// The items of the live tuple `t` (borrowed).
+///
+/// SAFETY (caller): GIL held, `t` a live tuple.
+unsafe fn tuple_items(t: *mut ffi::PyObject) -> Vec<*mut ffi::PyObject> {
+    // SAFETY: caller contract; every index is below the tuple's size.
+    unsafe { (0..ffi::PyTuple_Size(t)).map(|i| ffi::PyTuple_GetItem(t, i)).collect() }
+}
+
+/// A new tuple of the items of the live frozenset `obj` (the caller releases it).
+///
+/// SAFETY (caller): GIL held, `obj` a live frozenset.
+unsafe fn frozenset_as_tuple(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObject, String> {
+    // SAFETY: caller contract; the result is checked.
+    unsafe {
+        let tuple = ffi::PySequence_Tuple(obj);
+        if tuple.is_null() {
+            ffi::PyErr_Clear();
+            return Err("cannot iterate a frozenset constant".into());
+        }
+        Ok(tuple)
+    }
 }
 
 /// Whether a code constant of run-once code runs only while its module executes: a class body
@@ -561,9 +570,7 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
         unsafe { std::ptr::read_unaligned((obj as *const u8).add(off) as *const *mut ffi::PyObject) }
     };
     // SAFETY (closure): GIL held; `t` a live tuple.
-    let items = |t: *mut ffi::PyObject| unsafe {
-        (0..ffi::PyTuple_Size(t)).map(|i| ffi::PyTuple_GetItem(t, i)).collect::<Vec<_>>()
-    };
+    let items = |t: *mut ffi::PyObject| unsafe { tuple_items(t) };
     // SAFETY: caller contract.
     if unsafe { ffi::Py_TYPE(root) } != code_type {
         return Err("root object is not a code object".into());
@@ -580,7 +587,7 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
             if v.is_null() {
                 return Err("code object with a NULL field".into());
             }
-            if !structural(name) {
+            if layout::code_field_is_str(name) {
                 outside.push(v);
                 continue;
             }
@@ -615,11 +622,7 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
         } else if tp == &raw mut ffi::PyFrozenSet_Type {
             // SAFETY: GIL held; a new tuple of the frozenset's items, which it keeps alive.
             unsafe {
-                let t = ffi::PySequence_Tuple(o);
-                if t.is_null() {
-                    ffi::PyErr_Clear();
-                    return Err("cannot iterate a frozenset constant".into());
-                }
+                let t = frozenset_as_tuple(o)?;
                 outside.extend(items(t));
                 ffi::Py_DECREF(t);
             }
@@ -635,7 +638,7 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
         set.insert(c as usize);
         for &(name, off, _) in layout::CODE_OBJECTS {
             let v = field(c, off) as usize;
-            if structural(name) && !reached.contains(&v) {
+            if !layout::code_field_is_str(name) && !reached.contains(&v) {
                 set.insert(v);
             }
         }

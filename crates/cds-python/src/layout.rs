@@ -8,6 +8,13 @@ mod generated {
 }
 pub use generated::*;
 
+/// Whether the code-object field `name` (of `CODE_OBJECTS`) holds a str: the file name, the
+/// name and the qualified name. The others hold the code object's structure (constants, names,
+/// locals, tables).
+pub fn code_field_is_str(name: &str) -> bool {
+    matches!(name, "co_filename" | "co_name" | "co_qualname")
+}
+
 /// Value of a bit-field of `PyASCIIObject.state` selected by `mask`.
 pub fn state_field(state: u32, mask: u32) -> u32 {
     (state & mask) >> mask.trailing_zeros()

@@ -112,7 +112,7 @@ impl Rules {
                 let want = match name {
                     "co_consts" => Expect::TupleOfAny,
                     "co_names" | "co_localsplusnames" => Expect::TupleOfStr,
-                    "co_filename" | "co_name" | "co_qualname" => Expect::Str,
+                    _ if layout::code_field_is_str(name) => Expect::Str,
                     _ => Expect::Bytes,
                 };
                 // The frame layout trusts co_nlocalsplus: these two must match it.
