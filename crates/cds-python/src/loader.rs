@@ -16,10 +16,15 @@ use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
 use crate::validate::{Rules, SlotClass, TypeFacts, Validator};
 
+/// A range `[start, end)` of the archive file.
+type FileRange = (u64, u64);
+
 enum ModState {
     Fresh,
     InProgress,
-    Ready(usize),
+    /// Fixed up: the root code object, and the file range of the module's run-once objects
+    /// when this interpreter can release them and they fill at least one whole page.
+    Ready { code: usize, run_once: Option<FileRange> },
     Failed(String),
     /// The module ran and its run-once objects' pages were given back: its code object is
     /// gone, so importing it again takes the normal path.
@@ -184,7 +189,7 @@ impl LoadedArchive {
             let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
             let state = modules.get_mut(index as usize).ok_or("module index out of range")?;
             match state {
-                ModState::Ready(code) => {
+                ModState::Ready { code, .. } => {
                     let code = *code as *mut ffi::PyObject;
                     // SAFETY: GIL held; `code` is an archived object that is never freed.
                     unsafe { ffi::Py_INCREF(code) };
@@ -203,8 +208,8 @@ impl LoadedArchive {
         let result = self.fix_up(index);
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Ok((code, stats)) => {
-                modules[index as usize] = ModState::Ready(code as usize);
+            Ok((code, run_once, stats)) => {
+                modules[index as usize] = ModState::Ready { code: code as usize, run_once };
                 // SAFETY: GIL held; archived objects are never freed.
                 unsafe { ffi::Py_INCREF(code) };
                 Ok((code, Some(stats)))
@@ -222,26 +227,15 @@ impl LoadedArchive {
     /// module has no whole page of run-once objects, was not fixed up, or this interpreter
     /// cannot tell), or why the objects were kept. Must be called with the GIL held.
     pub fn release(&self, index: u32) -> Result<usize, String> {
-        if !CAN_RELEASE_RUN_ONCE {
-            return Ok(0);
-        }
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
-        match modules.get(index as usize) {
-            Some(ModState::Ready(_)) => {}
-            _ => return Ok(0),
-        }
-        let entry = self.entry(index)?;
-        let start = entry.objects_file_off + entry.run_once;
-        let end = entry.objects_file_off + entry.objects_len;
-        let page = cds_archive::PAGE_SIZE;
-        let (first, last) = (start.next_multiple_of(page), end / page * page);
-        if first >= last {
+        let Some(&ModState::Ready { run_once: Some((start, end)), .. }) = modules.get(index as usize) else {
             return Ok(0);
-        }
+        };
+        let (first, last) = whole_pages(start, end);
         let externals = self.externals()?;
         // SAFETY: GIL held (caller contract), so no other code reads or writes these objects
-        // while the slice lives; the range lies inside the module (checked by `entry`), and the
-        // slice is only read.
+        // while the slice lives; the range lies inside the module (from its checked entry, at
+        // fix-up), and the slice is only read.
         let objects = unsafe { self.map.range_mut(start as usize, (end - start) as usize) };
         let actual = self.map.addr() + start;
         // Each object still carries the archived count: nothing outside the run-once objects
@@ -311,7 +305,9 @@ impl LoadedArchive {
     }
 
     /// Checks, relocates and fixes up one module (called once per module).
-    fn fix_up(&self, index: u32) -> Result<(*mut ffi::PyObject, FixStats), String> {
+    /// Returns the root, the run-once range to keep in the module's state (see `ModState`) and
+    /// what the fix-up took.
+    fn fix_up(&self, index: u32) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
         let entry = self.entry(index)?;
         let start = entry.objects_file_off as usize;
         let len = entry.objects_len as usize;
@@ -385,10 +381,14 @@ impl LoadedArchive {
         }
         // The validator checked that the root is an archived code object.
         let root = actual + entry.root;
+        let run_once = (entry.objects_file_off + entry.run_once, entry.objects_file_off + entry.objects_len);
+        let (first, last) = whole_pages(run_once.0, run_once.1);
+        let run_once = (CAN_RELEASE_RUN_ONCE && first < last).then_some(run_once);
         let t4 = std::time::Instant::now();
         let ns = |a: std::time::Instant, b: std::time::Instant| (b - a).as_nanos() as u64;
         Ok((
             root as *mut ffi::PyObject,
+            run_once,
             FixStats {
                 relocs: st.relocs,
                 written: st.written,
@@ -398,6 +398,12 @@ impl LoadedArchive {
             },
         ))
     }
+}
+
+/// The whole pages inside the file range `[start, end)`, as `[first, last)`.
+fn whole_pages(start: u64, end: u64) -> (u64, u64) {
+    let page = cds_archive::PAGE_SIZE;
+    (start.next_multiple_of(page), end / page * page)
 }
 
 /// The archived types' facts in this interpreter.
