@@ -4,6 +4,9 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
+/// The page size the archive format lays sections out for.
+const PAGE: usize = cds_archive::PAGE_SIZE as usize;
+
 pub struct Mapping {
     ptr: *mut u8,
     len: usize,
@@ -94,7 +97,7 @@ impl Mapping {
     /// two page faults per page (read, then copy-on-write). Used only for ranges that are about
     /// to be written anyway. Failure (an older kernel) is harmless: the pages fault in lazily.
     pub fn populate_for_write(&self, start: usize, len: usize) {
-        let page = 4096;
+        let page = PAGE;
         let first = start / page * page;
         let end = (start + len).min(self.len);
         if end <= first {
@@ -115,7 +118,7 @@ impl Mapping {
     /// SAFETY (caller): GIL held, the range lies in the objects section, and no object on those
     /// pages is referenced (by the interpreter or by any other archived object) or will be.
     pub unsafe fn release(&self, start: usize, len: usize) {
-        assert!(start % 4096 == 0 && len % 4096 == 0 && start.checked_add(len).is_some_and(|e| e <= self.len));
+        assert!(start % PAGE == 0 && len % PAGE == 0 && start.checked_add(len).is_some_and(|e| e <= self.len));
         // SAFETY: inside our own private mapping (asserted above); MADV_DONTNEED on a private
         // file mapping only discards this process's copies, which nothing uses (caller
         // contract). Failure leaves the pages as they were, which is harmless.
