@@ -127,10 +127,7 @@ impl Rules {
 pub struct Validator<'a> {
     objects: &'a [u8],
     actual: u64,
-    externals: &'a AddrMap<ExtClass>,
-    facts: TypeFacts,
-    types: &'a [(u64, Kind)],
-    code_fields: &'a [(u64, Expect, bool)],
+    rules: &'a Rules,
     /// Entries of the archive's interned-strings table.
     intern_count: u32,
     /// Where the run-once objects start.
@@ -158,10 +155,7 @@ impl<'a> Validator<'a> {
         Validator {
             objects,
             actual,
-            externals: &rules.externals,
-            facts: rules.facts,
-            types: &rules.types,
-            code_fields: &rules.code_fields,
+            rules,
             intern_count,
             run_once,
         }
@@ -221,7 +215,7 @@ impl<'a> Validator<'a> {
                 return Err(format!("misaligned object at {off}").into());
             }
             let kind = self.header(off)?;
-            let gc = self.facts.gc & (1 << kind as u16) != 0;
+            let gc = self.rules.facts.gc & (1 << kind as u16) != 0;
             if headed && !(at..off).step_by(8).all(|w| self.word(w) == Ok(0)) {
                 return Err(format!("{kind:?} at {off} without an untracked GC header").into());
             }
@@ -245,7 +239,7 @@ impl<'a> Validator<'a> {
                 Kind::Complex => layout::COMPLEX_SIZE,
                 Kind::Slice => layout::SLICE_SIZE,
                 Kind::Tuple => size_of(ob_size, |n| layout::TUPLE_ITEMS + 8 * n)?,
-                Kind::Code => size_of(ob_size, |n| self.facts.code_basicsize + n * self.facts.code_itemsize)?,
+                Kind::Code => size_of(ob_size, |n| self.rules.facts.code_basicsize + n * self.rules.facts.code_itemsize)?,
             } as u64;
             let end = off.checked_add(size).filter(|&end| end <= len);
             let Some(end) = end else {
@@ -318,7 +312,7 @@ impl<'a> Validator<'a> {
             return Err(format!("object at {off} without the archived reference count").into());
         }
         let tp = self.word(off + layout::OB_TYPE as u64)?;
-        match self.types.iter().find(|t| t.0 == tp) {
+        match self.rules.types.iter().find(|t| t.0 == tp) {
             Some(&(_, kind)) => Ok(kind),
             None => Err(format!("object at {off} has no archived type").into()),
         }
@@ -403,8 +397,8 @@ impl Pass<'_, '_> {
             }
             Kind::Code => {
                 let n = self.v.u32_at(off + layout::CODE_NLOCALSPLUS as u64)? as i32 as i64;
-                for i in 0..self.v.code_fields.len() {
-                    let (field, want, sized) = self.v.code_fields[i];
+                for i in 0..self.v.rules.code_fields.len() {
+                    let (field, want, sized) = self.v.rules.code_fields[i];
                     let slot = off + field;
                     depth = depth.max(self.slot(off, slot, want)?);
                     let target = self.v.word(slot)?;
@@ -444,7 +438,7 @@ impl Pass<'_, '_> {
         let len = v.objects.len() as u64;
         let Some(off) = word.checked_sub(v.actual).filter(|&o| o < len) else {
             // Outside the module: only externals, and only of an acceptable kind.
-            return match v.externals.get(word) {
+            return match v.rules.externals.get(word) {
                 Some(ExtClass::Value(kind, _)) if Validator::accepts(expect, kind) => Ok(0),
                 Some(ExtClass::Singleton) if expect == Expect::Any => Ok(0),
                 _ => Err(format!("pointer {word:#x} is neither an object of the module nor a fitting external").into()),
@@ -482,7 +476,7 @@ impl Pass<'_, '_> {
             let ok = layout::intern_ref_number(word).is_some()
                 || match word.checked_sub(v.actual).filter(|&o| o < v.objects.len() as u64) {
                     Some(o) => self.kind_at(o) == Some(Kind::Str),
-                    None => matches!(v.externals.get(word), Some(ExtClass::Value(Kind::Str, _))),
+                    None => matches!(v.rules.externals.get(word), Some(ExtClass::Value(Kind::Str, _))),
                 };
             if !ok {
                 return Err(format!("item at {slot} of a names tuple is not a str where another type is required").into());
@@ -496,7 +490,7 @@ impl Pass<'_, '_> {
         let v = self.v;
         match addr.checked_sub(v.actual) {
             Some(off) if off < v.objects.len() as u64 => Ok(v.word(off + layout::OB_SIZE as u64)? as i64),
-            _ => match v.externals.get(addr) {
+            _ => match v.rules.externals.get(addr) {
                 Some(ExtClass::Value(Kind::Tuple | Kind::Bytes | Kind::Str, n)) => Ok(n),
                 _ => Err(Box::new("length of a non-sequence".to_string())),
             },
