@@ -132,6 +132,9 @@ pub struct Archive<'a> {
 pub struct Entry<'a> {
     pub index: u32,
     pub name: &'a str,
+    /// File offset of the module's metadata, which its pointer bitmap and fix-ups follow: what
+    /// a loader reads once, at the module's first import (see [`Archive::strings_used_below`]).
+    pub read_once_off: u64,
     meta: &'a [u8],
     bitmap: &'a [u8],
     fixups: &'a [u8],
@@ -238,6 +241,7 @@ impl<'a> Archive<'a> {
         Ok(Entry {
             index: i,
             name,
+            read_once_off: self.header.blob_off + rd_u32(e, E_META_OFF) as u64,
             meta,
             bitmap,
             fixups,
@@ -269,6 +273,41 @@ impl<'a> Archive<'a> {
             return Err(bad());
         }
         Ok(bytes)
+    }
+
+    /// The file ranges of the interned-strings section that only the strings numbered below `n`
+    /// use: their records, and their bytes (laid out in number order). A loader that has made
+    /// every string below `n` never reads them again and may give their pages back. Reads at
+    /// most record `n`; a damaged record gives an empty second range. Never a byte outside the
+    /// section.
+    pub fn strings_used_below(&self, n: u32) -> [(u64, u64); 2] {
+        let h = &self.header;
+        let (start, end) = (h.strings_off, h.strings_off + h.strings_len);
+        let n = n.min(h.intern_count);
+        let records_end = start + h.intern_count as u64 * STRING_RECORD_SIZE as u64;
+        let bytes_end = if n == h.intern_count {
+            end
+        } else {
+            let r = &self.meta[(start + n as u64 * STRING_RECORD_SIZE as u64) as usize..][..STRING_RECORD_SIZE];
+            (start + rd_u32(r, S_DATA_OFF) as u64).clamp(records_end, end)
+        };
+        [(start, start + n as u64 * STRING_RECORD_SIZE as u64), (records_end, bytes_end)]
+    }
+
+    /// Each module's `read_once_off` and index, in file order (the dump order), from the raw
+    /// index: unchecked, and clamped into the blob, for deciding which pages a loader is done
+    /// with, never for reading. O(modules).
+    pub fn read_once_order(&self) -> Vec<(u64, u32)> {
+        let h = &self.header;
+        let mut order: Vec<(u64, u32)> = (0..h.module_count)
+            .map(|i| {
+                let at = h.index_off as usize + i as usize * ENTRY_SIZE;
+                let off = h.blob_off + rd_u32(&self.meta[at..at + ENTRY_SIZE], E_META_OFF) as u64;
+                (off.min(h.blob_off + h.blob_len), i)
+            })
+            .collect();
+        order.sort_unstable();
+        order
     }
 
     /// Binary search of the index. `Ok(None)` when the name is not archived; `Err` when an entry

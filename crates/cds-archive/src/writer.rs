@@ -222,9 +222,15 @@ impl ArchiveBuilder {
 
     /// Lays the archive out and returns its bytes.
     pub fn build(mut self) -> Result<(Vec<u8>, WriteStats), FormatError> {
-        // Blob: producer string, then per module name, meta, pointer bitmap, fixups.
+        // Blob: producer string, every module's name, then per module (in dump order) its meta,
+        // pointer bitmap and fix-ups. Lookups read names of any module; the rest is read once, at
+        // the module's first import, so a loader can give those pages back behind it.
         let mut blob: Vec<u8> = Vec::new();
         blob.extend_from_slice(self.producer.as_bytes());
+        let mut names = Vec::with_capacity(self.modules.len());
+        for m in &self.modules {
+            names.push(push(&mut blob, m.name.as_bytes())?);
+        }
         struct Placed {
             name: (u32, u32),
             meta: (u32, u32),
@@ -234,8 +240,7 @@ impl ArchiveBuilder {
         }
         let (offsets, objects_len) = self.place_objects();
         let mut placed = Vec::with_capacity(self.modules.len());
-        for (m, &off) in self.modules.iter().zip(&offsets) {
-            let name = push(&mut blob, m.name.as_bytes())?;
+        for ((m, &off), name) in self.modules.iter().zip(&offsets).zip(names) {
             let meta = push(&mut blob, &m.meta.encode())?;
             let mut bits = vec![0u8; bitmap_len(m.objects.len() as u64) as usize];
             for r in &m.relocs {

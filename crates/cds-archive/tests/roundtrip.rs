@@ -77,6 +77,49 @@ fn round_trip_and_lookup() {
 }
 
 #[test]
+fn what_a_loader_reads_once_lies_behind_the_names_in_dump_order() {
+    let bytes = sample();
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    let h = &a.header;
+    // Modules' metadata, bitmaps and fix-ups in the order they were added, after every name.
+    let order = a.read_once_order();
+    let names: Vec<&str> = order.iter().map(|&(_, i)| a.entry(i).unwrap().name).collect();
+    assert_eq!(names, ["zeta", "alpha", "mid.sub", "mid"]);
+    let name_ends = (0..4).map(|i| {
+        let e = a.entry(i).unwrap();
+        let at = e.name.as_ptr() as usize - bytes.as_ptr() as usize;
+        (at + e.name.len()) as u64
+    });
+    let first = order[0].0;
+    assert!(name_ends.max().unwrap() <= first && first < h.blob_off + h.blob_len);
+    for (&(off, i), next) in order.iter().zip(order.iter().skip(1).map(|o| o.0).chain([h.blob_off + h.blob_len])) {
+        assert_eq!(a.entry(i).unwrap().read_once_off, off);
+        assert!(off < next);
+    }
+    // The strings below n: their records, and their bytes up to where string n's begin.
+    let (start, end) = (h.strings_off, h.strings_off + h.strings_len);
+    let records_end = start + 3 * 16;
+    assert_eq!(a.strings_used_below(0), [(start, start), (records_end, records_end)]);
+    let mut last = records_end;
+    for n in 1..3u32 {
+        let [records, texts] = a.strings_used_below(n);
+        assert_eq!(records, (start, start + 16 * n as u64));
+        let nth = a.interned(n).unwrap().as_ptr() as usize - bytes.as_ptr() as usize;
+        assert_eq!(texts, (records_end, nth as u64));
+        assert!(texts.1 > last);
+        last = texts.1;
+    }
+    for n in [3, 4, u32::MAX] {
+        assert_eq!(a.strings_used_below(n), [(start, records_end), (records_end, end)]);
+    }
+    // A record that lies stays inside the section.
+    let mut b = bytes.clone();
+    b[start as usize + 16..start as usize + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+    let a = Archive::parse(&b, b.len() as u64).unwrap();
+    assert_eq!(a.strings_used_below(1)[1], (records_end, end));
+}
+
+#[test]
 fn run_once_parts_get_whole_pages_when_asked() {
     for paged in [false, true] {
         let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);

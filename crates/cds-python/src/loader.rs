@@ -50,7 +50,33 @@ pub struct LoadedArchive {
     /// Modules whose run-once pages were released, and the bytes given back.
     released: AtomicUsize,
     released_bytes: AtomicUsize,
+    /// How far the loader has read the metadata it reads once (see `ReadOnce`).
+    read_once: Mutex<ReadOnce>,
 }
+
+/// Low-water marks over the metadata that the loader reads once and in about the order the
+/// dumper wrote it: the interned strings (made in number order, as the dumper numbered them in
+/// import order) and each module's metadata, bitmap and fix-ups (read at its first import). The
+/// whole fault-around windows behind the marks are unmapped as the marks advance, so that once a
+/// program's imports are done these clean pages no longer count in its memory. A mark stops at
+/// the first string or module this run does not use; nothing is lost then but the saving.
+#[derive(Default)]
+struct ReadOnce {
+    /// The lowest string number not yet made.
+    strings: u32,
+    /// Modules in the blob's order (made at the first fix-up), and how many of them, from the
+    /// front, have been fixed up (or failed).
+    order: Vec<(u64, u32)>,
+    modules: usize,
+    /// How far each range was unmapped (file offsets): string records, string bytes, module
+    /// data.
+    forgotten: [u64; 3],
+}
+
+/// What one page fault maps of a file (the kernel's fault-around, 64 KiB by default): a page
+/// is unmapped only with the whole aligned window it lies in, or the next fault near it would
+/// map it again.
+const FAULT_AROUND: u64 = 64 << 10;
 
 /// What the finder needs to know about an archived module before serving it.
 pub struct Check {
@@ -139,6 +165,7 @@ impl LoadedArchive {
             producer,
             released: AtomicUsize::new(0),
             released_bytes: AtomicUsize::new(0),
+            read_once: Mutex::new(ReadOnce::default()),
         })
     }
 
@@ -207,7 +234,7 @@ impl LoadedArchive {
         // finalizers may import (and so come back here for another module).
         let result = self.fix_up(index);
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
+        let result = match result {
             Ok((code, run_once, stats)) => {
                 modules[index as usize] = ModState::Ready { code: code as usize, run_once };
                 // SAFETY: GIL held; archived objects are never freed.
@@ -218,7 +245,9 @@ impl LoadedArchive {
                 modules[index as usize] = ModState::Failed(why.clone());
                 Err(why)
             }
-        }
+        };
+        self.forget_read(&modules);
+        result
     }
 
     /// After module `index` ran (from its code object as `load` returned it): gives back the
@@ -250,6 +279,41 @@ impl LoadedArchive {
         self.released.fetch_add(1, Relaxed);
         self.released_bytes.fetch_add((last - first) as usize, Relaxed);
         Ok((last - first) as usize)
+    }
+
+    /// Advances the marks of `ReadOnce` after a module's fix-up (`modules`: every module's state,
+    /// with that one no longer in progress) and unmaps the windows they passed.
+    fn forget_read(&self, modules: &[ModState]) {
+        let mut r = self.read_once.lock().unwrap_or_else(|p| p.into_inner());
+        if r.order.is_empty() {
+            r.order = self.view.read_once_order();
+            let [records, bytes] = self.view.strings_used_below(0);
+            r.forgotten = [records.0, bytes.0, r.order.first().map_or(0, |o| o.0)];
+        }
+        if let Some(table) = self.interned.get() {
+            while table.get(r.strings as usize).is_some_and(|c| c.load(Relaxed) != 0) {
+                r.strings += 1;
+            }
+        }
+        while r.order.get(r.modules).is_some_and(|&(_, i)| !matches!(modules[i as usize], ModState::Fresh | ModState::InProgress)) {
+            r.modules += 1;
+        }
+        let [records, bytes] = self.view.strings_used_below(r.strings);
+        let blob_end = self.view.header.blob_off + self.view.header.blob_len;
+        let modules_end = r.order.get(r.modules).map_or(blob_end, |o| o.0);
+        let ranges = [records.1, bytes.1, modules_end];
+        for (done, end) in r.forgotten.iter_mut().zip(ranges) {
+            let start = done.next_multiple_of(cds_archive::PAGE_SIZE);
+            // Whole fault-around windows of the address space only, and never past the metadata.
+            let base = self.map.addr();
+            let end = ((base + end.min(self.view.header.objects_off)) / FAULT_AROUND * FAULT_AROUND).saturating_sub(base);
+            if end > start {
+                // SAFETY: `[start, end)` lies before the objects section (clamped above), in
+                // metadata that nothing writes.
+                unsafe { self.map.forget_read(start as usize, (end - start) as usize) };
+                *done = end;
+            }
+        }
     }
 
     /// Modules whose run-once pages were released, and the bytes released.

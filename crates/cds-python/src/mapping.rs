@@ -128,6 +128,23 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Unmaps this process's view of the pages `[start, start + len)` (page-aligned), which it
+    /// has only read: touched again, they read as the file again. Only the process's memory use
+    /// changes (the page cache keeps them for other processes).
+    ///
+    /// SAFETY (caller): the range lies before the objects section (no page this process wrote).
+    pub unsafe fn forget_read(&self, start: usize, len: usize) {
+        assert!(start % PAGE == 0 && len % PAGE == 0 && start.checked_add(len).is_some_and(|e| e <= self.len));
+        // SAFETY: inside our own private mapping (asserted above), on pages never written (caller
+        // contract): MADV_DONTNEED drops only the page-table entries, and a later read faults
+        // the same file bytes back in. Failure leaves the pages mapped, which is harmless.
+        unsafe {
+            libc::madvise(self.ptr.add(start) as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         if !self.pinned.load(std::sync::atomic::Ordering::SeqCst) {
