@@ -116,3 +116,76 @@ def test_nothing_is_released_while_the_module_body_still_runs(project):
     proc = project.share("main.py", PYCDSVERBOSE="2")
     assert proc.stdout == expected
     assert "pycds: bad: released " not in proc.stderr
+
+
+# A module body that uses up tuple constants: the keyword names of its calls, an import's
+# fromlist, a list literal's items. `STORED` is the same body where each of those tuples is also
+# kept in a global, so it stays alive.
+def used_up_body(keep):
+    lines = ["from os.path import (join, split, basename, dirname, exists)", "CALLS = []",
+             "def f(**kw):\n    CALLS.append(sorted(kw))"]
+    for i in range(150):
+        lines.append(f"f(alpha_{i}=1, beta_{i}=2, gamma_{i}=3)")
+        if keep:
+            lines.append(f"KEEP_{i} = ('alpha_{i}', 'beta_{i}', 'gamma_{i}')")
+    lines.append("NAMES = " + repr([f"n{i}" for i in range(200)]))
+    if keep:
+        lines.append("KEEP_NAMES = " + repr(tuple(f"n{i}" for i in range(200))))
+        lines.append("KEEP_FROM = ('join', 'split', 'basename', 'dirname', 'exists')")
+    return "\n".join(lines) + "\n"
+
+
+def test_constants_the_module_body_uses_up_go_with_its_run_once_objects(project):
+    """The keyword-name tuples of the body's calls, its imports' fromlists and its list
+    literals' tuples are dead once the body ran: they are archived among the run-once objects
+    (and released with them, on 3.11). The same tuples kept by the module stay outside."""
+    from archive_tools import Archive
+
+    project.write("used.py", used_up_body(keep=False))
+    project.write("stored.py", used_up_body(keep=True))
+    project.write("main.py", "import json, used, stored\n"
+                             "print(json.dumps([used.CALLS[-1], used.NAMES[:3], len(used.CALLS), used.join('a', 'b'),\n"
+                             "                  stored.KEEP_7, stored.CALLS == used.CALLS]))\n")
+    expected = project.plain("main.py").stdout
+    project.build("main.py")
+    info, proc = project.info("main.py", PYCDSVERBOSE="2")
+    assert proc.stdout == expected
+    assert {"used", "stored"} <= set(info["served"])
+    facts = json.loads(run(["-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"]).stdout)
+    a = Archive(bytearray(project.archive.read_bytes()))
+    tuple_type = next(addr for kind, arg, addr in a.externals() if kind == 1 and arg == dict(facts["type_args"])["tuple"])
+
+    def run_once_tuples(name):
+        i = a.index_of(name)
+        start, _ = a.objects_range(i)
+        run_once = start + a.e(i, "run_once_off")
+        found = a.objects_of_type(i, tuple_type, facts["archived_refcnt"])
+        return sum(1 for at in found if at >= run_once)
+
+    if facts["code_version"] is not None:
+        return  # 3.12+: bytecode is not scanned (nothing is released there)
+    # 150 keyword-name tuples, one fromlist and one list literal's tuple, over what `stored`
+    # (whose identical tuples the module keeps) has among its run-once objects.
+    assert run_once_tuples("used") - run_once_tuples("stored") >= 152
+    assert "pycds: used: released " in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_used_up_constant_that_something_kept_keeps_its_objects(project):
+    """An `__import__` hook that keeps the fromlist it is given: the tuple the bytecode would
+    have used up is still referenced, so the module's run-once objects are kept, and the tuple
+    the hook kept stays intact."""
+    project.write("hooked.py", "import builtins\nSEEN = []\n_orig = builtins.__import__\n"
+                               "def hook(name, globals=None, locals=None, fromlist=(), level=0):\n"
+                               "    SEEN.append(fromlist)\n    return _orig(name, globals, locals, fromlist, level)\n"
+                               "builtins.__import__ = hook\n"
+                               "from os.path import (join, split, basename, dirname)\n"
+                               "builtins.__import__ = _orig\n" + CLASSES)
+    project.write("main.py", "import gc, hooked\ngc.collect()\nprint(hooked.SEEN, hooked.join('x', 'y'), hooked.D59.W)\n")
+    expected = project.plain("main.py").stdout
+    project.build("main.py")
+    proc = project.share("main.py", PYCDSVERBOSE="2")
+    assert proc.stdout == expected
+    facts = json.loads(run(["-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"]).stdout)
+    if facts["code_version"] is None:
+        assert "pycds: hooked: released " not in proc.stderr
+        assert "pycds: hooked: run-once objects kept: object at" in proc.stderr, proc.stderr[-2000:]

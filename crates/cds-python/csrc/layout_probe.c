@@ -12,6 +12,11 @@
 #include <string.h>
 #include "internal/pycore_gc.h"
 #include "internal/pycore_global_objects.h"
+#if PY_VERSION_HEX < 0x030C0000
+#include "opcode.h"
+#define NEED_OPCODE_TABLES            /* _PyOpcode_Caches: inline cache entries per opcode */
+#include "internal/pycore_opcode.h"
+#endif
 #if PY_VERSION_HEX >= 0x030C0000
 #include "internal/pycore_code.h"     /* _Py_CODEUNIT */
 #include "internal/pycore_interp.h"   /* PyInterpreterState: the function version counter */
@@ -198,6 +203,24 @@ int main(void)
 #else
     printf("pub const CODE_VERSION: Option<usize> = None;\n");
     printf("pub const INTERP_NEXT_CODE_VERSION: Option<usize> = None;\n");
+#endif
+#if PY_VERSION_HEX < 0x030C0000
+    /* 3.11: the opcodes after which a constant just loaded is used up (a fromlist, a list or
+       set literal's items, a dict literal's keys, the right side of `in`), and KW_NAMES, whose
+       argument names a constant; with each opcode's inline cache entries, to step over them.
+       (Only 3.11 releases run-once objects; 3.12+ also writes counters into the caches of code
+       it makes.) */
+    printf("pub const BYTECODE_SCAN: Option<BytecodeScan> = Some(BytecodeScan {\n");
+    printf("    load_const: %d, kw_names: %d, extended_arg: %d,\n", LOAD_CONST, KW_NAMES, EXTENDED_ARG);
+    printf("    consumers: &[%d, %d, %d, %d, %d],\n", IMPORT_NAME, LIST_EXTEND, SET_UPDATE,
+           BUILD_CONST_KEY_MAP, CONTAINS_OP);
+    printf("    caches: [");
+    for (int op = 0; op < 256; op++) {
+        printf("%d,", _PyOpcode_Caches[op]);
+    }
+    printf("],\n});\n");
+#else
+    printf("pub const BYTECODE_SCAN: Option<BytecodeScan> = None;\n");
 #endif
     OFF("CODE_NLOCALSPLUS", PyCodeObject, co_nlocalsplus);
     OFF("CODE_BYTECODE", PyCodeObject, co_code_adaptive);

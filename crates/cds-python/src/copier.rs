@@ -523,6 +523,37 @@ unsafe fn frozenset_as_tuple(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObje
     }
 }
 
+/// Which constants of a code object its (never run) `bytecode` uses up: each use of the constant
+/// is a load just before an opcode that only reads it (an import's fromlist, a list or set
+/// literal's items, a dict literal's keys, the right side of `in`), or a `KW_NAMES`. Run once,
+/// such a constant is dead. Indices out of range, and every constant when the interpreter has no
+/// `layout::BYTECODE_SCAN`, count as not used up.
+fn consumed_consts(bytecode: &[u8], nconsts: usize) -> Vec<bool> {
+    let Some(scan) = &layout::BYTECODE_SCAN else { return vec![false; nconsts] };
+    // Per constant: (uses, uses that use it up).
+    let mut uses = vec![(0u32, 0u32); nconsts];
+    let units: Vec<(u8, u8)> = bytecode.chunks_exact(2).map(|u| (u[0], u[1])).collect();
+    let mut i = 0;
+    let mut ext = 0usize;
+    while i < units.len() {
+        let (op, arg) = units[i];
+        let oparg = ext << 8 | arg as usize;
+        ext = if op == scan.extended_arg { oparg } else { 0 };
+        let next = i + 1 + scan.caches[op as usize] as usize;
+        if op == scan.load_const || op == scan.kw_names {
+            if let Some(u) = uses.get_mut(oparg) {
+                u.0 += 1;
+                let consumer = units.get(next).is_some_and(|&(n, _)| scan.consumers.contains(&n));
+                if op == scan.kw_names || consumer {
+                    u.1 += 1;
+                }
+            }
+        }
+        i = next;
+    }
+    uses.into_iter().map(|(all, used_up)| all > 0 && all == used_up).collect()
+}
+
 /// Whether a code constant of run-once code runs only while its module executes: a class body
 /// (not an optimized function) or a list, dict or set comprehension (which runs to completion
 /// where it is used). Functions, lambdas and generator expressions may outlive the module's
@@ -578,6 +609,7 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
     // The run-once code objects, and what they hold that stays outside the region.
     let mut codes = vec![root];
     let mut outside = Vec::new();
+    let mut used_up_consts = Vec::new();
     let mut i = 0;
     while i < codes.len() {
         let c = codes[i];
@@ -595,12 +627,28 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
             if unsafe { ffi::PyTuple_Check(v) } == 0 {
                 continue;
             }
-            for item in items(v) {
+            let used_up = if name == "co_consts" {
+                // SAFETY: GIL held; `c` is a live code object of `ob_size` code units, inline.
+                let bytecode = unsafe {
+                    let units = ffi::Py_SIZE(c) as usize;
+                    std::slice::from_raw_parts((c as *const u8).add(layout::CODE_BYTECODE), units * layout::CODE_UNIT_SIZE)
+                };
+                consumed_consts(bytecode, items(v).len())
+            } else {
+                Vec::new()
+            };
+            for (k, item) in items(v).into_iter().enumerate() {
                 // SAFETY: as above; `item` is owned by the tuple.
-                let is_code = unsafe { ffi::Py_TYPE(item) } == code_type;
+                let tp = unsafe { ffi::Py_TYPE(item) };
                 // SAFETY: `item` is a live code object.
-                if name == "co_consts" && is_code && unsafe { runs_once(item)? } {
+                if name == "co_consts" && tp == code_type && unsafe { runs_once(item)? } {
                     codes.push(item);
+                } else if used_up.get(k) == Some(&true) && tp == &raw mut ffi::PyTuple_Type {
+                    // Dead once the code ran, unless something else reaches it; what it holds
+                    // may live on (a list literal's items, a dict's keys). (A frozenset is
+                    // archived as a tuple that the loader turns into a new set: not this.)
+                    used_up_consts.push((item, v));
+                    outside.extend(items(item));
                 } else {
                     outside.push(item);
                 }
@@ -643,5 +691,14 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
             }
         }
     }
+    // A used-up constant joins them if nothing outside reaches it and every constants tuple that
+    // holds it is run-once too (nothing before the run-once objects may point at them).
+    let mut kept_out: HashSet<usize> = HashSet::new();
+    for &(item, holder) in &used_up_consts {
+        if reached.contains(&(item as usize)) || !set.contains(&(holder as usize)) {
+            kept_out.insert(item as usize);
+        }
+    }
+    set.extend(used_up_consts.iter().map(|&(item, _)| item as usize).filter(|i| !kept_out.contains(i)));
     Ok(set)
 }

@@ -4,7 +4,20 @@
 
 #[allow(dead_code)]
 mod generated {
+    use super::BytecodeScan;
     include!(concat!(env!("OUT_DIR"), "/layout.rs"));
+}
+
+/// What a scan of (never run) bytecode needs to know of the interpreter's opcodes: see
+/// `BYTECODE_SCAN` (3.11 only) and `copier::consumed_consts`.
+pub struct BytecodeScan {
+    pub load_const: u8,
+    pub kw_names: u8,
+    pub extended_arg: u8,
+    /// Opcodes that use up the constant loaded just before them.
+    pub consumers: &'static [u8],
+    /// Inline cache entries (code units) after each opcode.
+    pub caches: [u8; 256],
 }
 pub use generated::*;
 
