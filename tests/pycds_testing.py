@@ -36,6 +36,14 @@ def run(args, *, cwd=None, env=None, timeout=180, check=True):
     return proc
 
 
+def layout_facts(env=None):
+    """``_cds.layout_facts()`` of the installed extension, read in a subprocess."""
+    import json
+
+    code = "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"
+    return json.loads(run(["-c", code], env=env).stdout)
+
+
 class Project:
     """A directory of source files plus the trace/dump/share steps on it."""
 

@@ -13,7 +13,6 @@ and exit 0: no crash, no hang, no wrong code. Damage of three kinds:
 
 ``PYCDS_STRESS=N`` multiplies the number of random cases (default 1)."""
 
-import json
 import os
 import random
 import struct
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from archive_tools import ENTRY_FIELDS, HEADER_FIELDS, Archive
-from pycds_testing import PYTHON
+from pycds_testing import PYTHON, layout_facts
 
 APP = {
     "main.py": "import json, alpha, pkg.beta\nprint(json.dumps([alpha.A, pkg.beta.f(2), alpha.S, alpha.g(2)]))\n",
@@ -211,9 +210,7 @@ def test_object_lies_with_valid_checksums(clean):
     """Objects whose fields no interpreter would write, behind recomputed checksums: each is
     refused by the structural validation, only its module falls back, and it says why."""
     root, data, env = clean
-    facts = json.loads(subprocess.run(
-        [PYTHON, "-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"],
-        check=True, capture_output=True, text=True, env=env).stdout)
+    facts = layout_facts(env)
     base = Archive(bytearray(data))
     alpha = base.index_of("alpha")
     type_addr = {}

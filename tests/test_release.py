@@ -6,7 +6,7 @@ a released module again takes the normal path. On 3.12+ nothing is released."""
 
 import json
 
-from pycds_testing import run
+from pycds_testing import layout_facts
 
 # A module whose run-once part is several pages: many classes with bodies and comprehensions.
 BIG = "\n".join(
@@ -83,7 +83,7 @@ def test_run_once_objects_are_released_and_what_the_module_made_still_works(proj
     assert proc.stdout == expected
     info = json.loads([ln for ln in proc.stderr.splitlines() if ln.startswith("PROBE")][0][5:])
     assert "big" in info["served"] and "keeper" in info["served"]
-    facts = json.loads(run(["-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"]).stdout)
+    facts = layout_facts()
     immortal = facts["code_version"] is not None  # 3.12+: archived objects are immortal
     if immortal:
         assert info["released"] == 0 and info["released_bytes"] == 0
@@ -151,7 +151,7 @@ def test_constants_the_module_body_uses_up_go_with_its_run_once_objects(project)
     info, proc = project.info("main.py", PYCDSVERBOSE="2")
     assert proc.stdout == expected
     assert {"used", "stored"} <= set(info["served"])
-    facts = json.loads(run(["-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"]).stdout)
+    facts = layout_facts()
     a = Archive(bytearray(project.archive.read_bytes()))
     tuple_type = next(addr for kind, arg, addr in a.externals() if kind == 1 and arg == dict(facts["type_args"])["tuple"])
 
@@ -185,7 +185,7 @@ def test_a_used_up_constant_that_something_kept_keeps_its_objects(project):
     project.build("main.py")
     proc = project.share("main.py", PYCDSVERBOSE="2")
     assert proc.stdout == expected
-    facts = json.loads(run(["-c", "import json; from cds import _cds; print(json.dumps(_cds.layout_facts()))"]).stdout)
+    facts = layout_facts()
     if facts["code_version"] is None:
         assert "pycds: hooked: released " not in proc.stderr
         assert "pycds: hooked: run-once objects kept: object at" in proc.stderr, proc.stderr[-2000:]

@@ -487,7 +487,7 @@ unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), Strin
             Err("co_code length does not match the code object".to_string())
         } else {
             let plain = std::slice::from_raw_parts(ffi::PyBytes_AsString(code_bytes) as *const u8, n);
-            let live = std::slice::from_raw_parts((obj as *const u8).add(layout::CODE_BYTECODE), n);
+            let live = inline_bytecode(obj);
             let unit = layout::CODE_UNIT_SIZE;
             let ran = plain
                 .chunks_exact(unit)
@@ -497,6 +497,17 @@ unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), Strin
         };
         ffi::Py_DECREF(code_bytes);
         result
+    }
+}
+
+/// The inline bytecode of the live code object `code` (`ob_size` code units).
+///
+/// SAFETY (caller): GIL held, `code` a live code object, which the slice must not outlive.
+unsafe fn inline_bytecode<'a>(code: *mut ffi::PyObject) -> &'a [u8] {
+    // SAFETY: caller contract; the code units are stored inline from `CODE_BYTECODE` (probe).
+    unsafe {
+        let units = ffi::Py_SIZE(code) as usize;
+        std::slice::from_raw_parts((code as *const u8).add(layout::CODE_BYTECODE), units * layout::CODE_UNIT_SIZE)
     }
 }
 
@@ -627,17 +638,14 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
             if unsafe { ffi::PyTuple_Check(v) } == 0 {
                 continue;
             }
+            let held = items(v);
             let used_up = if name == "co_consts" {
-                // SAFETY: GIL held; `c` is a live code object of `ob_size` code units, inline.
-                let bytecode = unsafe {
-                    let units = ffi::Py_SIZE(c) as usize;
-                    std::slice::from_raw_parts((c as *const u8).add(layout::CODE_BYTECODE), units * layout::CODE_UNIT_SIZE)
-                };
-                consumed_consts(bytecode, items(v).len())
+                // SAFETY: GIL held; `c` is a live code object.
+                consumed_consts(unsafe { inline_bytecode(c) }, held.len())
             } else {
                 Vec::new()
             };
-            for (k, item) in items(v).into_iter().enumerate() {
+            for (k, item) in held.into_iter().enumerate() {
                 // SAFETY: as above; `item` is owned by the tuple.
                 let tp = unsafe { ffi::Py_TYPE(item) };
                 // SAFETY: `item` is a live code object.

@@ -302,10 +302,10 @@ impl LoadedArchive {
         let blob_end = self.view.header.blob_off + self.view.header.blob_len;
         let modules_end = r.order.get(r.modules).map_or(blob_end, |o| o.0);
         let ranges = [records.1, bytes.1, modules_end];
+        let base = self.map.addr();
         for (done, end) in r.forgotten.iter_mut().zip(ranges) {
             let start = done.next_multiple_of(cds_archive::PAGE_SIZE);
             // Whole fault-around windows of the address space only, and never past the metadata.
-            let base = self.map.addr();
             let end = ((base + end.min(self.view.header.objects_off)) / FAULT_AROUND * FAULT_AROUND).saturating_sub(base);
             if end > start {
                 // SAFETY: `[start, end)` lies before the objects section (clamped above), in

@@ -118,27 +118,27 @@ impl Mapping {
     /// SAFETY (caller): GIL held, the range lies in the objects section, and no object on those
     /// pages is referenced (by the interpreter or by any other archived object) or will be.
     pub unsafe fn release(&self, start: usize, len: usize) {
-        assert!(start % PAGE == 0 && len % PAGE == 0 && start.checked_add(len).is_some_and(|e| e <= self.len));
-        // SAFETY: inside our own private mapping (asserted above); MADV_DONTNEED on a private
-        // file mapping only discards this process's copies, which nothing uses (caller
-        // contract). Failure leaves the pages as they were, which is harmless.
-        unsafe {
-            libc::madvise(self.ptr.add(start) as *mut libc::c_void, len, libc::MADV_DONTNEED);
-        }
+        self.drop_pages(start, len);
     }
-}
 
-impl Mapping {
     /// Unmaps this process's view of the pages `[start, start + len)` (page-aligned), which it
     /// has only read: touched again, they read as the file again. Only the process's memory use
     /// changes (the page cache keeps them for other processes).
     ///
     /// SAFETY (caller): the range lies before the objects section (no page this process wrote).
     pub unsafe fn forget_read(&self, start: usize, len: usize) {
+        self.drop_pages(start, len);
+    }
+
+    /// `MADV_DONTNEED` on `[start, start + len)`: the one way both of the above drop pages.
+    /// Private: what makes it safe is each caller's contract.
+    fn drop_pages(&self, start: usize, len: usize) {
         assert!(start % PAGE == 0 && len % PAGE == 0 && start.checked_add(len).is_some_and(|e| e <= self.len));
-        // SAFETY: inside our own private mapping (asserted above), on pages never written (caller
-        // contract): MADV_DONTNEED drops only the page-table entries, and a later read faults
-        // the same file bytes back in. Failure leaves the pages mapped, which is harmless.
+        // SAFETY: inside our own private mapping (asserted above). MADV_DONTNEED on a private
+        // file mapping discards only this process's copies and page-table entries: the range
+        // then reads as the file again. That nothing still needs what those copies held is the
+        // contract of `release` and `forget_read`, the only callers. Failure leaves the pages
+        // as they were, which is harmless.
         unsafe {
             libc::madvise(self.ptr.add(start) as *mut libc::c_void, len, libc::MADV_DONTNEED);
         }
