@@ -127,7 +127,8 @@ def test_info_reports_mode_archive_served_and_fallbacks(project):
     assert set(info["fallbacks"]) == {"appmod"}
     off = run(["-c", "import cds, json; print(json.dumps(cds.info()))"], cwd=project.root)
     assert json.loads(off.stdout) == {"mode": None, "archive": None, "list": None, "error": None,
-                                      "served": [], "fallbacks": {}, "released": 0, "released_bytes": 0}
+                                      "served": [], "fallbacks": {}, "released": 0, "released_bytes": 0,
+                                      "prepared_ahead": 0}
 
 
 def test_pth_hook_imports_nothing_when_mode_is_unset(project):

@@ -37,6 +37,8 @@ _state = {
     "released": 0,
     "released_bytes": 0,
 }
+# The archive served from (for its counters), once a module was served.
+_served_from = None
 _verbose = 0
 _active = False
 
@@ -78,6 +80,7 @@ def info():
         "fallbacks": dict(_state["fallbacks"]),
         "released": _state["released"],
         "released_bytes": _state["released_bytes"],
+        "prepared_ahead": _served_from.stats()["prepared_ahead"] if _served_from is not None else 0,
     }
 
 
@@ -193,6 +196,8 @@ def _serve(archive, index, fullname, path, target):
             _fallback(fullname, f"the search path now finds {where} ({unverified})")
             return spec
         _say(2, f"{fullname}: search re-checked ({unverified})")
+    global _served_from
+    _served_from = archive
     loader = ArchiveLoader(fullname, origin, archive, index)
     locations = [_external._path_split(origin)[0]] if is_package else None
     return _external.spec_from_file_location(

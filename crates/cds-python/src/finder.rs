@@ -90,7 +90,7 @@ impl ArchiveFinder {
             return Ok(a.as_ref());
         }
         let (archive, failure) = match LoadedArchive::open(&self.path) {
-            Ok(inner) => (Some(Py::new(py, Archive { inner })?), None),
+            Ok(inner) => (Some(Py::new(py, Archive { inner: inner.into() })?), None),
             Err(why) => (None, Some(why)),
         };
         // Settled before reporting: the report may import `cds._runtime`, which comes back here.

@@ -12,6 +12,7 @@ mod layout;
 mod loader;
 mod mapping;
 mod pathstate;
+mod run_ahead;
 mod validate;
 
 use cds_archive::{ArchiveBuilder, ModuleMeta, SearchEntry};
@@ -40,7 +41,15 @@ fn err(msg: impl Into<String>) -> PyErr {
 /// An archive mapped for serving imports.
 #[pyclass(module = "cds._cds", frozen)]
 pub(crate) struct Archive {
-    pub(crate) inner: LoadedArchive,
+    /// Shared with the thread that prepares modules ahead of their import, if one runs.
+    pub(crate) inner: std::sync::Arc<LoadedArchive>,
+}
+
+impl Drop for Archive {
+    fn drop(&mut self) {
+        // The mapping itself goes when the run-ahead thread lets go of it too.
+        self.inner.stop_running_ahead(true);
+    }
 }
 
 #[pymethods]
@@ -49,7 +58,7 @@ impl Archive {
     /// unreadable, truncated, corrupt or made by another interpreter.
     #[new]
     fn new(path: &str) -> PyResult<Self> {
-        LoadedArchive::open(path).map(|inner| Archive { inner }).map_err(err)
+        LoadedArchive::open(path).map(|inner| Archive { inner: inner.into() }).map_err(err)
     }
 
     #[getter]
@@ -113,6 +122,7 @@ impl Archive {
         let (released, released_bytes) = self.inner.released();
         d.set_item("released_modules", released)?;
         d.set_item("released_bytes", released_bytes)?;
+        d.set_item("prepared_ahead", self.inner.prepared_ahead())?;
         Ok(d)
     }
 

@@ -3,7 +3,8 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
 use pyo3::ffi;
@@ -14,13 +15,20 @@ use crate::fingerprint;
 use crate::layout;
 use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
-use crate::validate::{Rules, SlotClass, TypeFacts, Validator};
+use crate::run_ahead;
+use crate::validate::{Rules, SlotClass, TypeFacts, Validated, Validator};
 
 /// A range `[start, end)` of the archive file.
 type FileRange = (u64, u64);
 
 enum ModState {
     Fresh,
+    /// Claimed by the run-ahead thread, which is checking, relocating and validating it.
+    Preparing,
+    /// Checked, relocated and validated ahead of its import by the run-ahead thread: only the
+    /// fix-ups that need the GIL are left.
+    Prepared(Box<Prepared>),
+    /// Being fixed up by a thread that holds the GIL.
     InProgress,
     /// Fixed up: the root code object, and the file range of the module's run-once objects
     /// when this interpreter can release them and they fill at least one whole page.
@@ -40,7 +48,15 @@ pub struct LoadedArchive {
     // `view` borrows `map`'s memory and is declared first so that it is dropped first.
     view: Archive<'static>,
     map: Mapping,
-    modules: Mutex<Vec<ModState>>,
+    modules: Mutex<Modules>,
+    /// Signalled when a module leaves `Preparing` (an import may be waiting for it) and when
+    /// the run-ahead thread stops.
+    prepared: Condvar,
+    /// Signalled when the run-ahead thread may have more to do (or must stop).
+    more_work: Condvar,
+    /// The modules in dump order (each with where its read-once metadata starts), and each
+    /// module's position in that order; made at the first import.
+    order: OnceLock<DumpOrder>,
     resolved: OnceLock<Result<Resolved, String>>,
     /// The interned string each number of the archive's table resolved to in this process
     /// (null until first use), holding one reference of its own. Made at the first fix-up.
@@ -50,8 +66,65 @@ pub struct LoadedArchive {
     /// Modules whose run-once pages were released, and the bytes given back.
     released: AtomicUsize,
     released_bytes: AtomicUsize,
+    /// Modules whose import found them prepared by the run-ahead thread.
+    prepared_ahead: AtomicUsize,
     /// How far the loader has read the metadata it reads once (see `ReadOnce`).
     read_once: Mutex<ReadOnce>,
+}
+
+/// Every module's state, and the run-ahead thread's bookkeeping, under one lock.
+struct Modules {
+    states: Vec<ModState>,
+    ahead: RunAhead,
+}
+
+struct DumpOrder {
+    /// `(read_once_off, index)` in dump order (the blob's order).
+    modules: Vec<(u64, u32)>,
+    /// Each module's position in `modules`.
+    position: Vec<u32>,
+}
+
+/// A thread that prepares the next modules in dump order while the program imports, so that
+/// the part of the fix-up that needs no GIL (checksum, relocation, validation, and faulting
+/// the pages in for writing) is usually done by the time the import asks for the module. The
+/// dump order is the order in which the traced run first imported the modules, and a program
+/// mostly imports in the same order every run; a module it asks for out of order is fixed up
+/// on the spot as before. The thread stays at most `RUN_AHEAD` modules ahead of the last one
+/// imported, so a run that uses few of the archive's modules prepares few more, and it exits
+/// once the imports pause (and before any `fork()`, see `run_ahead`).
+#[derive(Default)]
+struct RunAhead {
+    /// Imports served so far (fixed up or not).
+    loads: usize,
+    /// The thread may prepare the modules at dump positions `[next, horizon)`.
+    next: usize,
+    horizon: usize,
+    /// A thread is running (or about to), and whether it is waiting for work.
+    running: bool,
+    idle: bool,
+    /// The thread must stop after the module in hand: the process is about to fork, or the
+    /// archive was closed.
+    stop: bool,
+    closed: bool,
+}
+
+/// How many modules past the last one imported the run-ahead thread may prepare.
+const RUN_AHEAD: usize = 16;
+/// Imports served before the run-ahead thread starts: a process that only starts up (the
+/// archive's first module from a `.pth`, and `cds._runtime`) never pays for it.
+const RUN_AHEAD_AFTER: usize = 3;
+/// How long the thread waits for more work before it exits.
+const RUN_AHEAD_IDLE: Duration = Duration::from_millis(20);
+
+/// What the run-ahead thread (or the importing thread itself) made of a module before the
+/// fix-ups that need the GIL.
+pub struct Prepared {
+    validated: Validated,
+    relocs: usize,
+    written: usize,
+    /// Nanoseconds of checksum, relocation and validation.
+    phase_ns: [u64; 3],
 }
 
 /// Low-water marks over the metadata that the loader reads once and in about the order the
@@ -64,9 +137,7 @@ pub struct LoadedArchive {
 struct ReadOnce {
     /// The lowest string number not yet made.
     strings: u32,
-    /// Modules in the blob's order (made at the first fix-up), and how many of them, from the
-    /// front, have been fixed up (or failed).
-    order: Vec<(u64, u32)>,
+    /// How many modules, from the front of the dump order, have been fixed up (or failed).
     modules: usize,
     /// How far each range was unmapped (file offsets): string records, string bytes, module
     /// data.
@@ -158,13 +229,17 @@ impl LoadedArchive {
         Ok(LoadedArchive {
             view,
             map,
-            modules: Mutex::new((0..count).map(|_| ModState::Fresh).collect()),
+            modules: Mutex::new(Modules { states: (0..count).map(|_| ModState::Fresh).collect(), ahead: RunAhead::default() }),
+            prepared: Condvar::new(),
+            more_work: Condvar::new(),
+            order: OnceLock::new(),
             resolved: OnceLock::new(),
             interned: OnceLock::new(),
             path: path.to_owned(),
             producer,
             released: AtomicUsize::new(0),
             released_bytes: AtomicUsize::new(0),
+            prepared_ahead: AtomicUsize::new(0),
             read_once: Mutex::new(ReadOnce::default()),
         })
     }
@@ -209,12 +284,47 @@ impl LoadedArchive {
         })
     }
 
+    /// Every module's state (a poisoned lock is taken over: the states are each written whole).
+    fn modules(&self) -> MutexGuard<'_, Modules> {
+        self.modules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn order(&self) -> &DumpOrder {
+        self.order.get_or_init(|| {
+            let modules = self.view.read_once_order();
+            let mut position = vec![0u32; modules.len()];
+            for (pos, &(_, index)) in modules.iter().enumerate() {
+                if let Some(p) = position.get_mut(index as usize) {
+                    *p = pos as u32;
+                }
+            }
+            DumpOrder { modules, position }
+        })
+    }
+
     /// The module's root code object, fixing the module up on first use. Must be called with
     /// the GIL held; returns a new reference.
-    pub fn load(&self, index: u32) -> Result<(*mut ffi::PyObject, Option<FixStats>), String> {
-        {
-            let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
-            let state = modules.get_mut(index as usize).ok_or("module index out of range")?;
+    pub fn load(self: &Arc<Self>, index: u32) -> Result<(*mut ffi::PyObject, Option<FixStats>), String> {
+        let order = self.order();
+        let prepared = {
+            let mut m = self.modules();
+            if index as usize >= m.states.len() {
+                return Err("module index out of range".into());
+            }
+            // The run-ahead thread may go on past this module while it is fixed up here.
+            let pos = order.position[index as usize] as usize;
+            let a = &mut m.ahead;
+            a.loads += 1;
+            a.next = a.next.max(pos + 1);
+            a.horizon = a.horizon.max(pos + 1 + RUN_AHEAD);
+            if a.idle && a.next < a.horizon {
+                self.more_work.notify_one();
+            }
+            while matches!(m.states[index as usize], ModState::Preparing) {
+                // The thread never takes the GIL, so it finishes this module whatever we hold.
+                m = self.prepared.wait(m).unwrap_or_else(|p| p.into_inner());
+            }
+            let state = &mut m.states[index as usize];
             match state {
                 ModState::Ready { code, .. } => {
                     let code = *code as *mut ffi::PyObject;
@@ -227,27 +337,117 @@ impl LoadedArchive {
                     return Err("it ran already and its run-once objects were released".into())
                 }
                 ModState::InProgress => return Err("module is being fixed up (re-entrant import)".into()),
-                ModState::Fresh => *state = ModState::InProgress,
+                ModState::Preparing => unreachable!("waited for above"),
+                ModState::Fresh => {
+                    *state = ModState::InProgress;
+                    None
+                }
+                ModState::Prepared(_) => match std::mem::replace(state, ModState::InProgress) {
+                    ModState::Prepared(p) => {
+                        self.prepared_ahead.fetch_add(1, Relaxed);
+                        Some(p)
+                    }
+                    _ => unreachable!("matched above"),
+                },
             }
-        }
+        };
         // The lock is not held while fixing up: allocations may run the garbage collector, and
         // finalizers may import (and so come back here for another module).
-        let result = self.fix_up(index);
-        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match prepared {
+            Some(p) => self.finish(index, *p),
+            None => self.externals().and_then(|x| self.prepare(index, x)).and_then(|p| self.finish(index, p)),
+        };
+        let mut m = self.modules();
         let result = match result {
             Ok((code, run_once, stats)) => {
-                modules[index as usize] = ModState::Ready { code: code as usize, run_once };
+                m.states[index as usize] = ModState::Ready { code: code as usize, run_once };
                 // SAFETY: GIL held; archived objects are never freed.
                 unsafe { ffi::Py_INCREF(code) };
                 Ok((code, Some(stats)))
             }
             Err(why) => {
-                modules[index as usize] = ModState::Failed(why.clone());
+                m.states[index as usize] = ModState::Failed(why.clone());
                 Err(why)
             }
         };
-        self.forget_read(&modules);
+        self.forget_read(&m.states);
+        self.start_running_ahead(&mut m);
         result
+    }
+
+    /// Starts the run-ahead thread if the program has begun importing in earnest, there is
+    /// something left to prepare, and none is running.
+    fn start_running_ahead(self: &Arc<Self>, m: &mut Modules) {
+        let a = &mut m.ahead;
+        let ready = matches!(self.resolved.get(), Some(Ok(_)));
+        if a.running || a.stop || a.closed || !ready || a.loads < RUN_AHEAD_AFTER || a.next >= m.states.len() {
+            return;
+        }
+        let me = Arc::clone(self);
+        a.running = run_ahead::spawn(Arc::downgrade(self), move || me.run_ahead());
+    }
+
+    /// The run-ahead thread's body: prepares modules in dump order, up to the horizon the
+    /// imports set, until nothing comes for `RUN_AHEAD_IDLE` or it is told to stop. Never
+    /// touches the interpreter.
+    fn run_ahead(&self) {
+        let Some(Ok(externals)) = self.resolved.get() else {
+            self.modules().ahead.running = false;
+            return;
+        };
+        let order = self.order();
+        let mut m = self.modules();
+        loop {
+            if m.ahead.stop || m.ahead.closed {
+                break;
+            }
+            let end = m.ahead.horizon.min(order.modules.len());
+            while m.ahead.next < end && !matches!(m.states[order.modules[m.ahead.next].1 as usize], ModState::Fresh) {
+                m.ahead.next += 1;
+            }
+            if m.ahead.next >= order.modules.len() {
+                break;
+            }
+            if m.ahead.next < end {
+                let index = order.modules[m.ahead.next].1;
+                m.ahead.next += 1;
+                m.states[index as usize] = ModState::Preparing;
+                drop(m);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals)))
+                    .unwrap_or_else(|_| Err("preparing it ahead failed unexpectedly".into()));
+                m = self.modules();
+                m.states[index as usize] = match result {
+                    Ok(p) => ModState::Prepared(Box::new(p)),
+                    Err(why) => ModState::Failed(why),
+                };
+                self.prepared.notify_all();
+                continue;
+            }
+            m.ahead.idle = true;
+            let (guard, waited) = self.more_work.wait_timeout(m, RUN_AHEAD_IDLE).unwrap_or_else(|p| p.into_inner());
+            m = guard;
+            m.ahead.idle = false;
+            if waited.timed_out() && m.ahead.next >= m.ahead.horizon.min(order.modules.len()) {
+                break;
+            }
+        }
+        m.ahead.running = false;
+        m.ahead.idle = false;
+        self.prepared.notify_all();
+    }
+
+    /// Stops the run-ahead thread after the module in hand (`for_good`: the archive is being
+    /// closed; otherwise the process is about to fork and the next import may start another).
+    pub fn stop_running_ahead(&self, for_good: bool) {
+        let mut m = self.modules();
+        m.ahead.stop = true;
+        m.ahead.closed |= for_good;
+        self.more_work.notify_all();
+    }
+
+    /// After `stop_running_ahead(false)` and the thread's exit: lets the next import start one.
+    pub fn may_run_ahead_again(&self) {
+        self.modules().ahead.stop = false;
     }
 
     /// After module `index` ran (from its code object as `load` returned it): gives back the
@@ -256,8 +456,8 @@ impl LoadedArchive {
     /// module has no whole page of run-once objects, was not fixed up, or this interpreter
     /// cannot tell), or why the objects were kept. Must be called with the GIL held.
     pub fn release(&self, index: u32) -> Result<usize, String> {
-        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(&ModState::Ready { run_once: Some((start, end)), .. }) = modules.get(index as usize) else {
+        let mut m = self.modules();
+        let Some(&ModState::Ready { run_once: Some((start, end)), .. }) = m.states.get(index as usize) else {
             return Ok(0);
         };
         let (first, last) = whole_pages(start, end);
@@ -271,7 +471,7 @@ impl LoadedArchive {
         // holds a reference (the validator made sure no other archived object points at them).
         Validator::new(objects, actual, &externals.rules, self.view.header.intern_count, 0)
             .objects_intact()?;
-        modules[index as usize] = ModState::Released;
+        m.states[index as usize] = ModState::Released;
         // SAFETY: every object on these pages is unreferenced (just checked, GIL held): no
         // pointer of the interpreter or of another archived object leads to them, and the
         // module's state no longer hands out its code object.
@@ -284,23 +484,25 @@ impl LoadedArchive {
     /// Advances the marks of `ReadOnce` after a module's fix-up (`modules`: every module's state,
     /// with that one no longer in progress) and unmaps the windows they passed.
     fn forget_read(&self, modules: &[ModState]) {
+        let order = &self.order().modules;
         let mut r = self.read_once.lock().unwrap_or_else(|p| p.into_inner());
-        if r.order.is_empty() {
-            r.order = self.view.read_once_order();
+        if r.forgotten == [0; 3] {
             let [records, bytes] = self.view.strings_used_below(0);
-            r.forgotten = [records.0, bytes.0, r.order.first().map_or(0, |o| o.0)];
+            r.forgotten = [records.0, bytes.0, order.first().map_or(0, |o| o.0)];
         }
         if let Some(table) = self.interned.get() {
             while table.get(r.strings as usize).is_some_and(|c| c.load(Relaxed) != 0) {
                 r.strings += 1;
             }
         }
-        while r.order.get(r.modules).is_some_and(|&(_, i)| !matches!(modules[i as usize], ModState::Fresh | ModState::InProgress)) {
+        // A module prepared ahead still has its fix-ups to read.
+        let done = |s: &ModState| matches!(s, ModState::Ready { .. } | ModState::Failed(_) | ModState::Released);
+        while order.get(r.modules).is_some_and(|&(_, i)| done(&modules[i as usize])) {
             r.modules += 1;
         }
         let [records, bytes] = self.view.strings_used_below(r.strings);
         let blob_end = self.view.header.blob_off + self.view.header.blob_len;
-        let modules_end = r.order.get(r.modules).map_or(blob_end, |o| o.0);
+        let modules_end = order.get(r.modules).map_or(blob_end, |o| o.0);
         let ranges = [records.1, bytes.1, modules_end];
         let base = self.map.addr();
         for (done, end) in r.forgotten.iter_mut().zip(ranges) {
@@ -314,6 +516,11 @@ impl LoadedArchive {
                 *done = end;
             }
         }
+    }
+
+    /// Modules whose import found them prepared by the run-ahead thread.
+    pub fn prepared_ahead(&self) -> usize {
+        self.prepared_ahead.load(Relaxed)
     }
 
     /// Modules whose run-once pages were released, and the bytes released.
@@ -368,18 +575,19 @@ impl LoadedArchive {
         r.as_ref().map_err(|e| e.clone())
     }
 
-    /// Checks, relocates and fixes up one module (called once per module).
-    /// Returns the root, the run-once range to keep in the module's state (see `ModState`) and
-    /// what the fix-up took.
-    fn fix_up(&self, index: u32) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
+    /// The part of a module's fix-up that needs no GIL and touches no interpreter state:
+    /// faults its pages in for writing, checks its checksum, relocates it and validates it.
+    /// Called once per module, by whichever thread claimed it (its state is `Preparing` or
+    /// `InProgress`, set under the lock by that thread).
+    fn prepare(&self, index: u32, externals: &Resolved) -> Result<Prepared, String> {
         let entry = self.entry(index)?;
         let start = entry.objects_file_off as usize;
         let len = entry.objects_len as usize;
-        // SAFETY: GIL held (the caller's contract); the range lies in the objects section
-        // (checked by `Archive::entry`), and this module's objects have never been handed to the
-        // interpreter (state is Fresh), so nothing else references these bytes.
+        // SAFETY: the range lies in the objects section (checked by `Archive::entry`); this
+        // thread claimed the module under the lock (state `Preparing` or `InProgress`), so no
+        // other thread touches these bytes, and its objects have never been handed to the
+        // interpreter, so nothing else references them.
         let objects = unsafe { self.map.range_mut(start, len) };
-        let externals = self.externals()?;
         if externals.moves || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS {
             // Every object's header will be written (type pointers that differ in this process,
             // or reference counts on interpreters without immortal objects).
@@ -392,10 +600,27 @@ impl LoadedArchive {
         let actual = self.map.addr() + entry.objects_file_off;
         let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
         let t2 = std::time::Instant::now();
-        let intern_count = self.view.header.intern_count;
-        let validated = Validator::new(objects, actual, &externals.rules, intern_count, entry.run_once)
+        let validated = Validator::new(objects, actual, &externals.rules, self.view.header.intern_count, entry.run_once)
             .run(entry.root)
             .map_err(|e| format!("{}: {e}", entry.name))?;
+        let t3 = std::time::Instant::now();
+        Ok(Prepared { validated, relocs: st.relocs, written: st.written, phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3)] })
+    }
+
+    /// The rest of a module's fix-up, with the GIL held: fills the interned-string slots and
+    /// builds the frozenset constants. Returns the root, the run-once range to keep in the
+    /// module's state (see `ModState`) and what the whole fix-up took.
+    fn finish(&self, index: u32, prepared: Prepared) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
+        let entry = self.entry(index)?;
+        let start = entry.objects_file_off as usize;
+        let len = entry.objects_len as usize;
+        // SAFETY: GIL held (the caller's contract); the range lies in the objects section
+        // (checked by `Archive::entry`), and this module is `InProgress`, claimed by this thread,
+        // and none of its objects has been handed to the interpreter yet.
+        let objects = unsafe { self.map.range_mut(start, len) };
+        let Prepared { validated, relocs, written, phase_ns: [verify_ns, relocate_ns, validate_ns] } = prepared;
+        let actual = self.map.addr() + entry.objects_file_off;
+        let intern_count = self.view.header.intern_count;
         let base = objects.as_mut_ptr();
         let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
         let table = self.interned.get_or_init(|| zeroed_table(intern_count as usize));
@@ -449,19 +674,22 @@ impl LoadedArchive {
         let (first, last) = whole_pages(run_once.0, run_once.1);
         let run_once = (CAN_RELEASE_RUN_ONCE && first < last).then_some(run_once);
         let t4 = std::time::Instant::now();
-        let ns = |a: std::time::Instant, b: std::time::Instant| (b - a).as_nanos() as u64;
         Ok((
             root as *mut ffi::PyObject,
             run_once,
             FixStats {
-                relocs: st.relocs,
-                written: st.written,
+                relocs,
+                written,
                 intern_fixups: validated.interned.len(),
                 frozenset_fixups,
-                phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3), ns(t3, t4)],
+                phase_ns: [verify_ns, relocate_ns, validate_ns, ns(t3, t4)],
             },
         ))
     }
+}
+
+fn ns(a: std::time::Instant, b: std::time::Instant) -> u64 {
+    (b - a).as_nanos() as u64
 }
 
 /// The whole pages inside the file range `[start, end)`, as `[first, last)`.

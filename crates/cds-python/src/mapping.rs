@@ -15,8 +15,10 @@ pub struct Mapping {
     pinned: std::sync::atomic::AtomicBool,
 }
 
-// SAFETY: the mapping is plain memory owned by this value; all access to the object bytes
-// happens with the GIL held (see loader.rs), which serializes it.
+// SAFETY: the mapping is plain memory owned by this value. Access to a module's object bytes is
+// serialized by the loader: one thread claims the module under its state lock before touching
+// them (the run-ahead thread, or a thread holding the GIL), and once the module is handed to
+// the interpreter only threads holding the GIL touch them (see loader.rs).
 unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
@@ -77,9 +79,10 @@ impl Mapping {
 
     /// Mutable access to `[start, start + len)`.
     ///
-    /// SAFETY (caller): GIL held, the range lies in the objects section, and no other slice or
-    /// Python object reference into that range is in use for the slice's lifetime (a module is
-    /// handed out mutably once, before any of its objects reach the interpreter).
+    /// SAFETY (caller): the range lies in the objects section, and no other slice or Python
+    /// object reference into that range is in use for the slice's lifetime: either the caller
+    /// claimed the module under the loader's lock before any of its objects reached the
+    /// interpreter, or it holds the GIL and only reads.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn range_mut(&self, start: usize, len: usize) -> &mut [u8] {
         assert!(start.checked_add(len).is_some_and(|e| e <= self.len));

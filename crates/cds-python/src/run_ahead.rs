@@ -1,0 +1,59 @@
+//! The threads that prepare archived modules ahead of their import (see `loader::RunAhead`), and
+//! what keeps them from crossing a `fork()`: a child process has only the thread that forked,
+//! so a module being prepared at that moment would stay half-done in the child, and a lock the
+//! thread held would stay locked. Before every `fork()` (a `pthread_atfork` handler, so forks
+//! from C libraries count too), each running thread is told to stop after the module in hand
+//! and is joined; the next import, in the parent or the child, starts a new one if there is
+//! still something to prepare. Joining also keeps the count of threads at one across a fork,
+//! which CPython 3.12+ checks to warn about forking a multi-threaded process.
+
+use std::sync::{Mutex, Once, Weak};
+use std::thread::JoinHandle;
+
+use crate::loader::LoadedArchive;
+
+/// Each thread started and not yet joined, with the archive it works for.
+static RUNNING: Mutex<Vec<(Weak<LoadedArchive>, JoinHandle<()>)>> = Mutex::new(Vec::new());
+static AT_FORK: Once = Once::new();
+
+/// Starts `body` on a thread of its own, working for `archive`. Returns whether it started (a
+/// process at its thread limit simply does without).
+pub fn spawn(archive: Weak<LoadedArchive>, body: impl FnOnce() + Send + 'static) -> bool {
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler with no preconditions; `stop_all` is an `extern "C"` fn
+        // that lives as long as the process (CPython never unloads extension modules).
+        unsafe { libc::pthread_atfork(Some(stop_all), None, None) };
+    });
+    let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    // Threads that exited on their own (idle) are joined here, so the list stays short.
+    let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *running).into_iter().partition(|(_, h)| h.is_finished());
+    *running = live;
+    for (_, h) in done {
+        let _ = h.join();
+    }
+    match std::thread::Builder::new().name("pycds-prepare".into()).stack_size(256 << 10).spawn(body) {
+        Ok(handle) => {
+            running.push((archive, handle));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The `pthread_atfork` prepare handler: stops and joins every running thread. They never take
+/// the GIL or any lock the forking thread may hold (only their archive's own state lock, which
+/// no thread holds while it waits), so this always returns, after at most one module's
+/// preparation.
+extern "C" fn stop_all() {
+    let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
+    for (archive, handle) in running {
+        let archive = archive.upgrade();
+        if let Some(a) = &archive {
+            a.stop_running_ahead(false);
+        }
+        let _ = handle.join();
+        if let Some(a) = &archive {
+            a.may_run_ahead_again();
+        }
+    }
+}

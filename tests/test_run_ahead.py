@@ -1,0 +1,160 @@
+"""The run-ahead thread: while a program imports, a thread of pycds checks, relocates and
+validates the next archived modules in dump order, so that an import finds most of its module's
+fix-up done. What it prepares must behave exactly like what the importing thread fixes up
+itself; a module it finds damaged must fall back as before; and a `fork()` must never catch it
+half-way (the child must get whole modules, no stuck lock, and CPython 3.12+ must not see a
+second thread at the fork)."""
+
+import json
+
+from archive_tools import Archive
+
+MODULES = 40
+
+
+def module_source(i):
+    return f"""
+import functools
+TABLE_{i} = {{f"k{{j}}": (j, j * {i}, "v_{i}_" + str(j)) for j in range(50)}}
+FROZEN_{i} = frozenset({{"a_{i}", "b_{i}", {i}}})
+
+class Thing{i}:
+    '''Thing number {i}.'''
+    scale = {i}
+
+    def __init__(self, x):
+        self.x = x
+
+    @functools.lru_cache(maxsize=None)
+    def value(self, y=({i}, "dflt_{i}")):
+        return (self.x * self.scale, y, sorted(FROZEN_{i}, key=str))
+
+def helper_{i}(*args, key_{i}=None, **kw):
+    return (args, key_{i}, sorted(kw.items()), TABLE_{i}["k7"])
+"""
+
+
+def result_of(i):
+    return f"(m{i}.Thing{i}(3).value(), m{i}.helper_{i}(1, 2, key_{i}='k', z=1), m{i}.Thing{i}.__doc__)"
+
+
+MAIN = f"""
+import importlib, json, sys
+mods = {{}}
+for i in range({MODULES}):
+    mods[i] = importlib.import_module(f"m{{i}}")
+    globals()[f"m{{i}}"] = mods[i]
+print(json.dumps([{", ".join(result_of(i) for i in range(MODULES))}], default=repr))
+"""
+
+PROBE = """
+import json, os, runpy, sys
+runpy.run_path(os.path.abspath("main.py"), run_name="__main__")
+import cds
+print("PROBE" + json.dumps(cds.info()), file=sys.stderr)
+"""
+
+# Imports part of the modules, forks while the run-ahead thread is running, and imports the rest
+# in both processes; each prints its results. Counts this process's threads (/proc/self/task)
+# just before and just after the fork.
+FORK = f"""
+import importlib, json, os, sys
+def threads():
+    return len(os.listdir("/proc/self/task"))
+first = [importlib.import_module(f"m{{i}}") for i in range(10)]
+before = threads()
+pid = os.fork()
+after = threads()
+for i in range({MODULES}):
+    globals()[f"m{{i}}"] = importlib.import_module(f"m{{i}}")
+out = json.dumps([{", ".join(result_of(i) for i in range(MODULES))}], default=repr)
+import cds
+info = cds.info()
+who = "child" if pid == 0 else "parent"
+print(who + json.dumps({{"out": out, "before": before, "after": after, "info": info}}), flush=True)
+if pid == 0:
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def write_project(project):
+    for i in range(MODULES):
+        project.write(f"m{i}.py", module_source(i))
+    project.write("main.py", MAIN)
+    project.write("probe.py", PROBE)
+    project.write("fork.py", FORK)
+
+
+def probe(proc):
+    return json.loads([ln for ln in proc.stderr.splitlines() if ln.startswith("PROBE")][0][5:])
+
+
+def test_modules_prepared_ahead_behave_like_normal_imports(project):
+    write_project(project)
+    expected = project.plain("main.py").stdout
+    project.build("main.py")
+    proc = project.share("probe.py")
+    assert proc.stdout == expected
+    info = probe(proc)
+    assert [f"m{i}" for i in range(MODULES)] == [n for n in info["served"] if n.startswith("m")]
+    assert info["fallbacks"] == {}
+    # Most imports found their module prepared by the thread (it starts at the third import
+    # and each module's body takes far longer to run than the thread takes to prepare one).
+    assert info["prepared_ahead"] >= MODULES // 2, info["prepared_ahead"]
+
+
+def test_a_damaged_module_prepared_ahead_falls_back_with_the_reason(project):
+    write_project(project)
+    expected = project.plain("main.py").stdout
+    project.build("main.py")
+    a = Archive(bytearray(project.archive.read_bytes()))
+    i = a.index_of("m25")
+    start, end = a.objects_range(i)
+    a.b[(start + end) // 2] ^= 0x40
+    project.archive.write_bytes(bytes(a.b))
+    proc = project.share("probe.py", PYCDSVERBOSE="1")
+    assert proc.stdout == expected
+    info = probe(proc)
+    assert list(info["fallbacks"]) == ["m25"], info["fallbacks"]
+    assert "checksum" in info["fallbacks"]["m25"], info["fallbacks"]
+    assert "m25" in proc.stderr
+    assert info["prepared_ahead"] >= MODULES // 2 - 1
+
+
+def test_fork_while_running_ahead(project):
+    write_project(project)
+    expected = project.plain("main.py").stdout.strip()
+    project.build("main.py")
+    # -W error: CPython 3.12+ warns (DeprecationWarning) when a process with more than one
+    # thread forks; the thread must be gone by then.
+    proc = project.share("-W", "error", "fork.py")
+    lines = {ln[:5] if ln.startswith("child") else ln[:6]: ln for ln in proc.stdout.splitlines()}
+    child = json.loads(lines["child"][5:])
+    parent = json.loads(lines["parent"][6:])
+    # The thread was running when the program forked (else this test proves nothing) ...
+    assert parent["before"] == 2, parent
+    # ... and was joined before the fork: one thread on each side right after it.
+    assert parent["after"] == 1 and child["after"] == 1, (parent, child)
+    for side in (parent, child):
+        assert json.loads(side["out"]) == json.loads(expected)
+        assert side["info"]["fallbacks"] == {}
+        assert [f"m{i}" for i in range(MODULES)] == [n for n in side["info"]["served"] if n.startswith("m")]
+    # The thread started again after the fork, in the parent and in the child.
+    assert parent["info"]["prepared_ahead"] >= 10 and child["info"]["prepared_ahead"] >= 10, (parent, child)
+
+
+def test_the_thread_exits_once_the_imports_are_done(project):
+    write_project(project)
+    project.build("main.py")
+    project.write("idle.py", """
+import os, runpy, time
+runpy.run_path(os.path.abspath("main.py"), run_name="__main__")
+busy = len(os.listdir("/proc/self/task"))
+time.sleep(0.5)
+print("THREADS", busy, len(os.listdir("/proc/self/task")))
+""")
+    proc = project.share("idle.py")
+    busy, idle = map(int, proc.stdout.split("THREADS")[1].split())
+    assert idle == 1, (busy, idle)
