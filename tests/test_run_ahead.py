@@ -55,7 +55,7 @@ print("PROBE" + json.dumps(cds.info()), file=sys.stderr)
 """
 
 # Imports part of the modules, forks while the run-ahead thread is running, and imports the rest
-# in both processes; each prints its results. Counts this process's threads (/proc/self/task)
+# in both processes; each writes its results to a file of its own. Counts this process's threads (/proc/self/task)
 # just before and just after the fork.
 FORK = f"""
 import importlib, json, os, sys
@@ -71,7 +71,8 @@ out = json.dumps([{", ".join(result_of(i) for i in range(MODULES))}], default=re
 import cds
 info = cds.info()
 who = "child" if pid == 0 else "parent"
-print(who + json.dumps({{"out": out, "before": before, "after": after, "info": info}}), flush=True)
+with open(who + ".json", "w") as f:
+    json.dump({{"out": out, "before": before, "after": after, "info": info}}, f)
 if pid == 0:
     os._exit(0)
 _, status = os.waitpid(pid, 0)
@@ -129,10 +130,9 @@ def test_fork_while_running_ahead(project):
     project.build("main.py")
     # -W error: CPython 3.12+ warns (DeprecationWarning) when a process with more than one
     # thread forks; the thread must be gone by then.
-    proc = project.share("-W", "error", "fork.py")
-    lines = {ln[:5] if ln.startswith("child") else ln[:6]: ln for ln in proc.stdout.splitlines()}
-    child = json.loads(lines["child"][5:])
-    parent = json.loads(lines["parent"][6:])
+    project.share("-W", "error", "fork.py")
+    child = json.loads((project.root / "child.json").read_text())
+    parent = json.loads((project.root / "parent.json").read_text())
     # The thread was running when the program forked (else this test proves nothing) ...
     assert parent["before"] == 2, parent
     # ... and was joined before the fork: one thread on each side right after it.
