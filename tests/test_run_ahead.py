@@ -158,3 +158,29 @@ print("THREADS", busy, len(os.listdir("/proc/self/task")))
     proc = project.share("idle.py")
     busy, idle = map(int, proc.stdout.split("THREADS")[1].split())
     assert idle == 1, (busy, idle)
+
+
+def test_the_thread_blocks_every_signal(project):
+    """Signals sent to the process must reach the interpreter's threads (a Ctrl-C must interrupt
+    the main thread's blocking calls), never the run-ahead thread."""
+    write_project(project)
+    project.build("main.py")
+    project.write("signals.py", """
+import importlib, os
+mods = [importlib.import_module(f"m{i}") for i in range(10)]
+for tid in os.listdir("/proc/self/task"):
+    try:
+        comm = open(f"/proc/self/task/{tid}/comm").read().strip()
+        status = open(f"/proc/self/task/{tid}/status").read()
+    except OSError:
+        continue
+    if comm == "pycds-prepare":
+        blocked = int(next(ln for ln in status.splitlines() if ln.startswith("SigBlk:")).split()[1], 16)
+        print("BLOCKED", blocked)
+""")
+    proc = project.share("signals.py")
+    assert "BLOCKED" in proc.stdout, proc.stdout
+    blocked = int(proc.stdout.split("BLOCKED")[1].split()[0])
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD, signal.SIGALRM, signal.SIGPIPE):
+        assert blocked >> (sig - 1) & 1, (sig, hex(blocked))

@@ -31,7 +31,23 @@ pub fn spawn(archive: Weak<LoadedArchive>, body: impl FnOnce() + Send + 'static)
     for (_, h) in done {
         let _ = h.join();
     }
-    match std::thread::Builder::new().name("pycds-prepare".into()).stack_size(256 << 10).spawn(body) {
+    // The thread starts with every signal blocked (a new thread inherits its creator's mask), so
+    // that signals sent to the process always reach the interpreter's threads: CPython runs
+    // Python handlers in the main thread, and a blocking call there returns early only if the
+    // signal interrupts that thread.
+    // SAFETY: `all` and `saved` are valid sigset_t values owned here; pthread_sigmask only
+    // changes this thread's mask, which is restored right after the thread is created.
+    let saved = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut saved: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
+        saved
+    };
+    let spawned = std::thread::Builder::new().name("pycds-prepare".into()).stack_size(256 << 10).spawn(body);
+    // SAFETY: restores the mask saved above, for this thread only.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
+    match spawned {
         Ok(handle) => {
             running.push((archive, handle));
             true
