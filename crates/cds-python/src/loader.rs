@@ -109,8 +109,10 @@ struct RunAhead {
     closed: bool,
 }
 
-/// How many modules past the last one imported the run-ahead thread may prepare.
-const RUN_AHEAD: usize = 16;
+/// How many modules past the last one imported the run-ahead thread may prepare. Preparing one
+/// takes a small fraction of the time its import takes, so a short lead suffices; a longer one
+/// only raised peak RSS (16 modules: +0.2 MiB in `app` over 4, for no measurable speed).
+const RUN_AHEAD: usize = 4;
 /// Imports served before the run-ahead thread starts: a process that only starts up (the
 /// archive's first module from a `.pth`, and `cds._runtime`) never pays for it.
 const RUN_AHEAD_AFTER: usize = 3;
