@@ -122,6 +122,8 @@ const RUN_AHEAD_IDLE: Duration = Duration::from_millis(20);
 /// What the run-ahead thread (or the importing thread itself) made of a module before the
 /// fix-ups that need the GIL.
 pub struct Prepared {
+    /// The module's checked index entry (read once per module, by whichever thread prepared it).
+    entry: Entry<'static>,
     validated: Validated,
     relocs: usize,
     written: usize,
@@ -356,8 +358,8 @@ impl LoadedArchive {
         // The lock is not held while fixing up: allocations may run the garbage collector, and
         // finalizers may import (and so come back here for another module).
         let result = match prepared {
-            Some(p) => self.finish(index, *p),
-            None => self.externals().and_then(|x| self.prepare(index, x)).and_then(|p| self.finish(index, p)),
+            Some(p) => self.finish(*p),
+            None => self.externals().and_then(|x| self.prepare(index, x)).and_then(|p| self.finish(p)),
         };
         let mut m = self.modules();
         let result = match result {
@@ -434,7 +436,6 @@ impl LoadedArchive {
             }
         }
         m.ahead.running = false;
-        m.ahead.idle = false;
         self.prepared.notify_all();
     }
 
@@ -606,21 +607,20 @@ impl LoadedArchive {
             .run(entry.root)
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let t3 = std::time::Instant::now();
-        Ok(Prepared { validated, relocs: st.relocs, written: st.written, phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3)] })
+        Ok(Prepared { entry, validated, relocs: st.relocs, written: st.written, phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3)] })
     }
 
     /// The rest of a module's fix-up, with the GIL held: fills the interned-string slots and
     /// builds the frozenset constants. Returns the root, the run-once range to keep in the
     /// module's state (see `ModState`) and what the whole fix-up took.
-    fn finish(&self, index: u32, prepared: Prepared) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
-        let entry = self.entry(index)?;
+    fn finish(&self, prepared: Prepared) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
+        let Prepared { entry, validated, relocs, written, phase_ns: [verify_ns, relocate_ns, validate_ns] } = prepared;
         let start = entry.objects_file_off as usize;
         let len = entry.objects_len as usize;
         // SAFETY: GIL held (the caller's contract); the range lies in the objects section
         // (checked by `Archive::entry`), and this module is `InProgress`, claimed by this thread,
         // and none of its objects has been handed to the interpreter yet.
         let objects = unsafe { self.map.range_mut(start, len) };
-        let Prepared { validated, relocs, written, phase_ns: [verify_ns, relocate_ns, validate_ns] } = prepared;
         let actual = self.map.addr() + entry.objects_file_off;
         let intern_count = self.view.header.intern_count;
         let base = objects.as_mut_ptr();
