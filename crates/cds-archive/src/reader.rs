@@ -310,6 +310,20 @@ impl<'a> Archive<'a> {
         order
     }
 
+    /// The size of the largest module's objects, as the index says (unchecked, but never more
+    /// than the objects section): what working memory sized for any module must hold.
+    pub fn largest_module(&self) -> u64 {
+        let h = &self.header;
+        (0..h.module_count)
+            .map(|i| {
+                let at = h.index_off as usize + i as usize * ENTRY_SIZE;
+                rd_u64(&self.meta[at..at + ENTRY_SIZE], E_OBJECTS_LEN)
+            })
+            .max()
+            .unwrap_or(0)
+            .min(h.objects_len)
+    }
+
     /// Binary search of the index. `Ok(None)` when the name is not archived; `Err` when an entry
     /// on the search path is corrupt.
     pub fn lookup(&self, name: &str) -> Result<Option<Entry<'a>>, FormatError> {

@@ -16,7 +16,7 @@ use crate::layout;
 use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
 use crate::run_ahead;
-use crate::validate::{Rules, SlotClass, TypeFacts, Validated, Validator};
+use crate::validate::{Rules, Scratch, SlotClass, SlotClasses, TypeFacts, Validator};
 
 /// A range `[start, end)` of the archive file.
 type FileRange = (u64, u64);
@@ -124,7 +124,10 @@ const RUN_AHEAD_IDLE: Duration = Duration::from_millis(20);
 pub struct Prepared {
     /// The module's checked index entry (read once per module, by whichever thread prepared it).
     entry: Entry<'static>,
-    validated: Validated,
+    /// (slot, number) of every slot to fill with an interned string, as the validator found them.
+    interned: Vec<(u32, u32)>,
+    /// The slots of tuples to replace with frozensets, checked.
+    frozensets: Vec<u32>,
     relocs: usize,
     written: usize,
     /// Nanoseconds of checksum, relocation and validation.
@@ -359,7 +362,7 @@ impl LoadedArchive {
         // finalizers may import (and so come back here for another module).
         let result = match prepared {
             Some(p) => self.finish(*p),
-            None => self.externals().and_then(|x| self.prepare(index, x)).and_then(|p| self.finish(p)),
+            None => self.externals().and_then(|x| self.prepare(index, x, &mut Scratch::default())).and_then(|p| self.finish(p)),
         };
         let mut m = self.modules();
         let result = match result {
@@ -388,13 +391,16 @@ impl LoadedArchive {
             return;
         }
         let me = Arc::clone(self);
-        a.running = run_ahead::spawn(Arc::downgrade(self), move || me.run_ahead());
+        // Made here, so that the thread's largest allocations come from (and go back to) this
+        // thread's allocator rather than a malloc arena of its own that would stay resident.
+        let scratch = Scratch::for_modules_up_to(self.view.largest_module());
+        a.running = run_ahead::spawn(Arc::downgrade(self), move || me.run_ahead(scratch));
     }
 
     /// The run-ahead thread's body: prepares modules in dump order, up to the horizon the
     /// imports set, until nothing comes for `RUN_AHEAD_IDLE` or it is told to stop. Never
     /// touches the interpreter.
-    fn run_ahead(&self) {
+    fn run_ahead(&self, mut scratch: Scratch) {
         let Some(Ok(externals)) = self.resolved.get() else {
             self.modules().ahead.running = false;
             return;
@@ -417,7 +423,7 @@ impl LoadedArchive {
                 m.ahead.next += 1;
                 m.states[index as usize] = ModState::Preparing;
                 drop(m);
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals)))
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals, &mut scratch)))
                     .unwrap_or_else(|_| Err("preparing it ahead failed unexpectedly".into()));
                 m = self.modules();
                 m.states[index as usize] = match result {
@@ -582,7 +588,7 @@ impl LoadedArchive {
     /// faults its pages in for writing, checks its checksum, relocates it and validates it.
     /// Called once per module, by whichever thread claimed it (its state is `Preparing` or
     /// `InProgress`, set under the lock by that thread).
-    fn prepare(&self, index: u32, externals: &Resolved) -> Result<Prepared, String> {
+    fn prepare(&self, index: u32, externals: &Resolved, scratch: &mut Scratch) -> Result<Prepared, String> {
         let entry = self.entry(index)?;
         let start = entry.objects_file_off as usize;
         let len = entry.objects_len as usize;
@@ -604,17 +610,26 @@ impl LoadedArchive {
         let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
         let t2 = std::time::Instant::now();
         let validated = Validator::new(objects, actual, &externals.rules, self.view.header.intern_count, entry.run_once)
-            .run(entry.root)
+            .run(entry.root, scratch)
             .map_err(|e| format!("{}: {e}", entry.name))?;
+        let frozensets = frozenset_slots(&entry, objects, actual, &validated.classes)?;
         let t3 = std::time::Instant::now();
-        Ok(Prepared { entry, validated, relocs: st.relocs, written: st.written, phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3)] })
+        Ok(Prepared {
+            entry,
+            interned: validated.interned,
+            frozensets,
+            relocs: st.relocs,
+            written: st.written,
+            phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3)],
+        })
     }
 
     /// The rest of a module's fix-up, with the GIL held: fills the interned-string slots and
     /// builds the frozenset constants. Returns the root, the run-once range to keep in the
     /// module's state (see `ModState`) and what the whole fix-up took.
     fn finish(&self, prepared: Prepared) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
-        let Prepared { entry, validated, relocs, written, phase_ns: [verify_ns, relocate_ns, validate_ns] } = prepared;
+        let Prepared { entry, interned, frozensets, relocs, written, phase_ns: [verify_ns, relocate_ns, validate_ns] } =
+            prepared;
         let start = entry.objects_file_off as usize;
         let len = entry.objects_len as usize;
         // SAFETY: GIL held (the caller's contract); the range lies in the objects section
@@ -624,11 +639,10 @@ impl LoadedArchive {
         let actual = self.map.addr() + entry.objects_file_off;
         let intern_count = self.view.header.intern_count;
         let base = objects.as_mut_ptr();
-        let inside = |p: u64| p >= actual && p < actual + len as u64 && p % 8 == 0;
         let table = self.interned.get_or_init(|| zeroed_table(intern_count as usize));
         let t3 = std::time::Instant::now();
         // Interned strings first: a frozenset below is built from items that may be among them.
-        for &(slot, number) in &validated.interned {
+        for &(slot, number) in &interned {
             let s = self.interned_string(table, number).map_err(|e| format!("{}: {e}", entry.name))?;
             // SAFETY: the validator found `slot` inside the module, as a slot where a str belongs
             // that names string `number`; the slot takes a reference of its own to the
@@ -638,36 +652,19 @@ impl LoadedArchive {
                 *(base.add(slot as usize) as *mut *mut ffi::PyObject) = s;
             }
         }
-        let mut frozenset_fixups = 0;
-        for f in entry.fixups() {
-            let f = f.map_err(|e| e.to_string())?;
-            // SAFETY: `f.slot` is an aligned slot inside the module (checked by `fixups()`), and
-            // after relocation it holds a pointer that we check lies inside this module before
-            // reading the object's type. The types were patched by `relocate` above.
+        for &slot in &frozensets {
+            // SAFETY: `prepare` checked that `slot` is a constant slot inside the module that
+            // holds a pointer to an archived tuple of the module (GIL held).
             unsafe {
-                let slot = base.add(f.slot as usize) as *mut *mut ffi::PyObject;
-                let obj = *slot;
-                if !inside(obj as u64) {
-                    return Err(format!("fix-up of {} points outside the module", entry.name));
+                let slot = base.add(slot as usize) as *mut *mut ffi::PyObject;
+                let fs = ffi::PyFrozenSet_New(*slot);
+                if fs.is_null() {
+                    ffi::PyErr_Clear();
+                    return Err(format!("cannot build a frozenset constant of {}", entry.name));
                 }
-                let tp = ffi::Py_TYPE(obj);
-                match f.kind {
-                    FixupKind::FrozenSet => {
-                        frozenset_fixups += 1;
-                        let class = validated.classes.get(f.slot as u64);
-                        if tp != externals::type_object(Kind::Tuple) || class != SlotClass::Const {
-                            return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
-                        }
-                        let fs = ffi::PyFrozenSet_New(obj);
-                        if fs.is_null() {
-                            ffi::PyErr_Clear();
-                            return Err(format!("cannot build a frozenset constant of {}", entry.name));
-                        }
-                        // The archived tuple keeps its (archived) reference count; the slot now
-                        // owns the new frozenset's reference.
-                        *slot = fs;
-                    }
-                }
+                // The archived tuple keeps its (archived) reference count; the slot now owns
+                // the new frozenset's reference.
+                *slot = fs;
             }
         }
         // The validator checked that the root is an archived code object.
@@ -682,12 +679,39 @@ impl LoadedArchive {
             FixStats {
                 relocs,
                 written,
-                intern_fixups: validated.interned.len(),
-                frozenset_fixups,
+                intern_fixups: interned.len(),
+                frozenset_fixups: frozensets.len(),
                 phase_ns: [verify_ns, relocate_ns, validate_ns, ns(t3, t4)],
             },
         ))
     }
+}
+
+/// The slots of a validated module's frozenset fix-ups, each checked to be a constant slot that
+/// points at a tuple of the module (after relocation).
+fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, classes: &SlotClasses) -> Result<Vec<u32>, String> {
+    let len = objects.len() as u64;
+    let inside = |p: u64| p >= actual && p < actual + len && p % 8 == 0;
+    let word = |off: u64| u64::from_ne_bytes(objects[off as usize..off as usize + 8].try_into().expect("8 bytes"));
+    let mut slots = Vec::new();
+    for f in entry.fixups() {
+        let f = f.map_err(|e| e.to_string())?;
+        match f.kind {
+            FixupKind::FrozenSet => {
+                // `fixups()` checked that the slot is aligned and inside the module.
+                let obj = word(f.slot as u64);
+                if !inside(obj) || obj + 16 > actual + len {
+                    return Err(format!("fix-up of {} points outside the module", entry.name));
+                }
+                let tp = word(obj - actual + layout::OB_TYPE as u64);
+                if tp != externals::type_object(Kind::Tuple) as u64 || classes.get(f.slot as u64) != SlotClass::Const {
+                    return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
+                }
+                slots.push(f.slot);
+            }
+        }
+    }
+    Ok(slots)
 }
 
 fn ns(a: std::time::Instant, b: std::time::Instant) -> u64 {
