@@ -89,10 +89,11 @@ struct DumpOrder {
 /// the part of the fix-up that needs no GIL (checksum, relocation, validation, and faulting
 /// the pages in for writing) is usually done by the time the import asks for the module. The
 /// dump order is the order in which the traced run first imported the modules, and a program
-/// mostly imports in the same order every run; a module it asks for out of order is fixed up
-/// on the spot as before. The thread stays at most `RUN_AHEAD` modules ahead of the last one
-/// imported, so a run that uses few of the archive's modules prepares few more, and it exits
-/// once the imports pause (and before any `fork()`, see `run_ahead`).
+/// mostly imports in the same order every run; a module it asks for before the thread got to
+/// it is fixed up on the spot as before. Each import moves the thread to just past that module
+/// in dump order, forward or back, and lets it prepare up to `RUN_AHEAD` modules from there, so
+/// a run that uses few of the archive's modules prepares few more. It exits once the imports
+/// pause (and before any `fork()`, see `run_ahead`).
 #[derive(Default)]
 struct RunAhead {
     /// Imports served so far (fixed up or not).
@@ -100,6 +101,8 @@ struct RunAhead {
     /// The thread may prepare the modules at dump positions `[next, horizon)`.
     next: usize,
     horizon: usize,
+    /// Importing threads waiting for a module the thread is preparing.
+    waiting: usize,
     /// A thread is running (or about to), and whether it is waiting for work.
     running: bool,
     idle: bool,
@@ -109,10 +112,12 @@ struct RunAhead {
     closed: bool,
 }
 
-/// How many modules past the last one imported the run-ahead thread may prepare. Preparing one
-/// takes a small fraction of the time its import takes, so a short lead suffices; a longer one
-/// only raised peak RSS (16 modules: +0.2 MiB in `app` over 4, for no measurable speed).
-const RUN_AHEAD: usize = 4;
+/// How many modules past the last one imported the run-ahead thread may prepare. An import
+/// wakes an idle thread only when the next `RUN_AHEAD / 2` are not all prepared: on this
+/// 2-core VM a cross-core wake-up costs the importing thread tens of microseconds, so the
+/// thread works in batches (about 50 wake-ups for `app`'s 412 modules). A prepared module
+/// waiting for its import holds only its list of interned-string slots.
+const RUN_AHEAD: usize = 16;
 /// Imports served before the run-ahead thread starts: a process that only starts up (the
 /// archive's first module from a `.pth`, and `cds._runtime`) never pays for it.
 const RUN_AHEAD_AFTER: usize = 3;
@@ -318,18 +323,27 @@ impl LoadedArchive {
             if index as usize >= m.states.len() {
                 return Err("module index out of range".into());
             }
-            // The run-ahead thread may go on past this module while it is fixed up here.
+            // The run-ahead thread goes on from this module (while it is fixed up here), even
+            // when that is back in dump order: a program imports in about the traced order, but
+            // not exactly (start-up differs, and so may the order within a group of imports),
+            // and one module asked for early must not make the thread skip all before it.
             let pos = order.position[index as usize] as usize;
-            let a = &mut m.ahead;
+            let Modules { states, ahead: a } = &mut *m;
             a.loads += 1;
-            a.next = a.next.max(pos + 1);
-            a.horizon = a.horizon.max(pos + 1 + RUN_AHEAD);
-            if a.idle && a.next < a.horizon {
+            a.next = pos + 1;
+            a.horizon = pos + 1 + RUN_AHEAD;
+            // An idle thread is woken only once the next `RUN_AHEAD / 2` modules are not all
+            // prepared: each wake-up costs this thread a system call, so it comes once per
+            // batch of modules rather than once per import.
+            let soon = &order.modules[(pos + 1).min(order.modules.len())..(pos + 1 + RUN_AHEAD / 2).min(order.modules.len())];
+            if a.idle && soon.iter().any(|&(_, i)| matches!(states[i as usize], ModState::Fresh)) {
                 self.more_work.notify_one();
             }
             while matches!(m.states[index as usize], ModState::Preparing) {
                 // The thread never takes the GIL, so it finishes this module whatever we hold.
+                m.ahead.waiting += 1;
                 m = self.prepared.wait(m).unwrap_or_else(|p| p.into_inner());
+                m.ahead.waiting -= 1;
             }
             let state = &mut m.states[index as usize];
             match state {
@@ -430,7 +444,9 @@ impl LoadedArchive {
                     Ok(p) => ModState::Prepared(Box::new(p)),
                     Err(why) => ModState::Failed(why),
                 };
-                self.prepared.notify_all();
+                if m.ahead.waiting > 0 {
+                    self.prepared.notify_all();
+                }
                 continue;
             }
             m.ahead.idle = true;
