@@ -130,7 +130,7 @@ pub struct Prepared {
     /// The module's checked index entry (read once per module, by whichever thread prepared it).
     entry: Entry<'static>,
     /// (slot, number) of every slot to fill with an interned string, as the validator found them.
-    interned: Vec<(u32, u32)>,
+    interned: Box<[(u32, u32)]>,
     /// The slots of tuples to replace with frozensets, checked.
     frozensets: Vec<u32>,
     relocs: usize,
