@@ -330,3 +330,27 @@ fn atomic_write_replaces_whole_file() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "temporary file left behind");
 }
+
+#[test]
+fn largest_module_is_the_largest_objects_length_and_never_past_the_section() {
+    let mut b = ArchiveBuilder::new([3; 32], "p", BASE);
+    for (name, extra) in [("small", 0usize), ("big", 4096 + 32), ("medium", 512)] {
+        let mut m = module(name, &mut b);
+        m.objects.resize(m.objects.len() + extra, 0);
+        m.run_once = m.objects.len() as u64;
+        b.add_module(m).unwrap();
+    }
+    let bytes = b.build().unwrap().0;
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    let lens: Vec<u64> = (0..3).map(|i| a.entry(i).unwrap().objects_len).collect();
+    assert_eq!(a.largest_module(), *lens.iter().max().unwrap());
+    assert_eq!(a.largest_module(), 48 + 4096 + 32);
+    // An index entry that claims more than the whole objects section is capped at the section.
+    let big = (0..3).find(|&i| a.entry(i).unwrap().name == "big").unwrap();
+    let at = a.header.index_off as usize + big as usize * ENTRY_SIZE + 40; // objects_len (docs/format.md)
+    let mut damaged = bytes.clone();
+    damaged[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let d = Archive::parse(&damaged, damaged.len() as u64).unwrap();
+    assert!(d.entry(big).is_err());
+    assert_eq!(d.largest_module(), d.header.objects_len);
+}
