@@ -7,13 +7,17 @@
 //! still something to prepare. Joining also keeps the count of threads at one across a fork,
 //! which CPython 3.12+ checks to warn about forking a multi-threaded process.
 
-use std::sync::{Mutex, Once, Weak};
+use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, Once, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::loader::LoadedArchive;
 
-/// Each thread started and not yet joined, with the archive it works for.
-static RUNNING: Mutex<Vec<(Weak<LoadedArchive>, JoinHandle<()>)>> = Mutex::new(Vec::new());
+/// Each thread started and not yet joined, with the archive it works for and its kernel thread
+/// id (set by the thread itself as it starts; 0 until then).
+type Running = (Weak<LoadedArchive>, JoinHandle<()>, Arc<AtomicI32>);
+static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
 static AT_FORK: Once = Once::new();
 
 /// Starts `body` on a thread of its own, working for `archive`. Returns whether it started (a
@@ -26,11 +30,18 @@ pub fn spawn(archive: Weak<LoadedArchive>, body: impl FnOnce() + Send + 'static)
     });
     let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
     // Threads that exited on their own (idle) are joined here, so the list stays short.
-    let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *running).into_iter().partition(|(_, h)| h.is_finished());
+    let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *running).into_iter().partition(|(_, h, _)| h.is_finished());
     *running = live;
-    for (_, h) in done {
+    for (_, h, _) in done {
         let _ = h.join();
     }
+    let tid = Arc::new(AtomicI32::new(0));
+    let its_tid = Arc::clone(&tid);
+    let body = move || {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        its_tid.store(unsafe { libc::gettid() }, SeqCst);
+        body()
+    };
     // The thread starts with every signal blocked (a new thread inherits its creator's mask), so
     // that signals sent to the process always reach the interpreter's threads: CPython runs
     // Python handlers in the main thread, and a blocking call there returns early only if the
@@ -49,7 +60,7 @@ pub fn spawn(archive: Weak<LoadedArchive>, body: impl FnOnce() + Send + 'static)
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
     match spawned {
         Ok(handle) => {
-            running.push((archive, handle));
+            running.push((archive, handle, tid));
             true
         }
         Err(_) => false,
@@ -62,14 +73,30 @@ pub fn spawn(archive: Weak<LoadedArchive>, body: impl FnOnce() + Send + 'static)
 /// preparation.
 extern "C" fn stop_all() {
     let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
-    for (archive, handle) in running {
+    for (archive, handle, tid) in running {
         let archive = archive.upgrade();
         if let Some(a) = &archive {
             a.stop_running_ahead(false);
         }
         let _ = handle.join();
+        gone_from_kernel(tid.load(SeqCst));
         if let Some(a) = &archive {
             a.may_run_ahead_again();
         }
+    }
+}
+
+/// Waits (at most 50 ms) until the kernel no longer lists thread `tid` of this process. A join
+/// returns when the thread has let go of its stack, a moment before the kernel removes it from
+/// the process; a `fork()` in that moment would still count it (CPython 3.12+ then warns that
+/// the process is multi-threaded), and so would `/proc/self/task` in the parent just after.
+fn gone_from_kernel(tid: i32) {
+    if tid <= 0 {
+        return;
+    }
+    let path = format!("/proc/self/task/{tid}");
+    let start = Instant::now();
+    while std::path::Path::new(&path).exists() && start.elapsed() < Duration::from_millis(50) {
+        std::thread::sleep(Duration::from_micros(20));
     }
 }
