@@ -83,6 +83,8 @@ struct DumpOrder {
     modules: Vec<(u64, u32)>,
     /// Each module's position in `modules`.
     position: Vec<u32>,
+    /// The largest module's objects length (what the run-ahead thread's tables are sized for).
+    largest: u64,
 }
 
 /// A thread that prepares the next modules in dump order while the program imports, so that
@@ -310,7 +312,7 @@ impl LoadedArchive {
                     *p = pos as u32;
                 }
             }
-            DumpOrder { modules, position }
+            DumpOrder { modules, position, largest: self.view.largest_module() }
         })
     }
 
@@ -407,7 +409,7 @@ impl LoadedArchive {
         let me = Arc::clone(self);
         // Made here, so that the thread's largest allocations come from (and go back to) this
         // thread's allocator rather than a malloc arena of its own that would stay resident.
-        let scratch = Scratch::for_modules_up_to(self.view.largest_module());
+        let scratch = Scratch::for_modules_up_to(self.order().largest);
         a.running = run_ahead::spawn(Arc::downgrade(self), move || me.run_ahead(scratch));
     }
 
