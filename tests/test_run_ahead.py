@@ -228,3 +228,51 @@ for tid in os.listdir("/proc/self/task"):
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD, signal.SIGALRM, signal.SIGPIPE):
         assert blocked >> (sig - 1) & 1, (sig, hex(blocked))
+
+
+# The reason a module falls back with when its fix-up panicked (loader.rs, `PANICKED`).
+PANICKED = "archive data unusable: fixing it up failed unexpectedly (a bug in pycds; please report it)"
+
+
+def test_a_panic_on_the_importing_thread_falls_back(project):
+    """A panic while fixing a module up (a bug in pycds; injected here with
+    PYCDS_TEST_PANIC_IN_PREPARE) is caught: the module is imported normally and the program runs
+    on. m7 is imported first, before the run-ahead thread starts (at the third import), so the
+    importing thread fixes it up itself."""
+    write_project(project)
+    expected = project.plain("main.py").stdout
+    project.build("main.py")
+    project.write("first.py", """
+import m7
+import json, os, runpy, sys
+runpy.run_path(os.path.abspath("main.py"), run_name="__main__")
+import cds
+print("PROBE" + json.dumps(cds.info()), file=sys.stderr)
+""")
+    proc = project.share("first.py", PYCDS_TEST_PANIC_IN_PREPARE="m7")
+    assert proc.stdout == expected
+    info = probe(proc)
+    assert info["fallbacks"] == {"m7": PANICKED}, info["fallbacks"]
+    served = [n for n in info["served"] if n.startswith("m")]
+    assert sorted(served) == sorted(f"m{i}" for i in range(MODULES) if i != 7), served
+    # Rust's panic message, from the importing thread, not the run-ahead thread.
+    assert "panicked" in proc.stderr and "PYCDS_TEST_PANIC_IN_PREPARE=m7" in proc.stderr, proc.stderr
+    assert "pycds-prepare" not in proc.stderr, proc.stderr
+
+
+def test_a_panic_while_preparing_ahead_falls_back_and_the_backtrace_prints(project):
+    """The same for a module the run-ahead thread usually prepares (m25), with RUST_BACKTRACE=1:
+    the panic's backtrace is printed (the extension links its own unwinder, see build.rs, and
+    the backtrace printer lies apart from the serving code), and the program runs on."""
+    write_project(project)
+    expected = project.plain("main.py").stdout
+    project.build("main.py")
+    proc = project.share("probe.py", PYCDS_TEST_PANIC_IN_PREPARE="m25", RUST_BACKTRACE="1")
+    assert proc.stdout == expected
+    info = probe(proc)
+    assert info["fallbacks"] == {"m25": PANICKED}, info["fallbacks"]
+    assert [f"m{i}" for i in range(MODULES) if i != 25] == [n for n in info["served"] if n.startswith("m")]
+    assert "PYCDS_TEST_PANIC_IN_PREPARE=m25" in proc.stderr, proc.stderr
+    assert "stack backtrace:" in proc.stderr, proc.stderr
+    # The thread went on after the panic: the modules after m25 were prepared ahead too.
+    assert info["prepared_ahead"] >= MODULES // 2, info["prepared_ahead"]

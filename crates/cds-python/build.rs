@@ -27,6 +27,7 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let exe = out_dir.join("layout_probe");
     let compiler = cc::Build::new().get_compiler();
+    link_for_a_small_resident_set(&compiler);
     let status = compiler
         .to_command()
         .arg(format!("-I{include}"))
@@ -46,4 +47,44 @@ fn main() {
     let digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
     std::fs::write(out_dir.join("layout_digest.rs"), format!("{digest:?}")).expect("write layout_digest.rs");
     println!("cargo:rustc-env=PYCDS_PYTHON_INCLUDE={include}");
+}
+
+/// Two link settings that keep what every process importing `cds._cds` maps small (the
+/// extension is loaded by every interpreter start-up that serves an archive):
+///
+/// - `link/cold-text.ld` gathers code that serving never runs (the dumper, std's backtrace
+///   printer, the unwinder) after the rest of the text, on a 64 KiB boundary: the kernel maps a
+///   file's pages in 64 KiB windows around each one touched, so cold code mixed with hot code
+///   is resident anyway.
+/// - The unwinder (which only a panic uses) is linked in from the C compiler's `libgcc_eh.a`
+///   instead of loading `libgcc_s.so.1`, which plain CPython does not load: a shared library
+///   more costs every process its load time and its resident pages. Where the compiler has no
+///   `libgcc_eh.a`, std's usual `libgcc_s` is used.
+///
+/// Neither changes what any code does. `tests/test_startup.py` checks that no library is loaded
+/// beyond plain CPython's; the panic tests of `tests/test_run_ahead.py`, that panics still unwind.
+fn link_for_a_small_resident_set(compiler: &cc::Tool) {
+    let linux_gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
+    if !linux_gnu {
+        return;
+    }
+    println!("cargo:rerun-if-changed=link/cold-text.ld");
+    let script = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("link/cold-text.ld");
+    println!("cargo:rustc-link-arg-cdylib=-Wl,-T,{}", script.display());
+    // `-print-file-name` answers the bare name when the compiler has no such file.
+    let eh = compiler
+        .to_command()
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(dir) = eh.as_deref().filter(|p| p.is_absolute() && p.exists()).and_then(|p| p.parent()) {
+        // A static library of the crate itself comes before std's `-lgcc_s` on the link line,
+        // so the linker takes the unwinder from it and, linking shared libraries as needed,
+        // drops `libgcc_s`.
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
+    }
 }

@@ -5,7 +5,6 @@
 use crate::layout::*;
 use crate::reader::Archive;
 use crate::reloc::{relocate, ExternalMap};
-use crate::writer::{entry_crc, header_crc};
 
 /// Everything a reader does with an archive: header and section checks, index lookups, entry
 /// decoding, metadata, checksums, fix-up lists and relocation (at the preferred address and

@@ -148,3 +148,42 @@ pub(crate) fn wr_u64(b: &mut [u8], at: usize, v: u64) {
 pub(crate) fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
 }
+
+/// The native-endian word at byte `slot` of a module's objects.
+pub(crate) fn read_slot(objects: &[u8], slot: u64) -> u64 {
+    let s = slot as usize;
+    u64::from_ne_bytes(objects[s..s + 8].try_into().expect("8 bytes"))
+}
+
+/// Stores `v` as the native-endian word at byte `slot` of a module's objects.
+pub(crate) fn write_slot(objects: &mut [u8], slot: u64, v: u64) {
+    let s = slot as usize;
+    objects[s..s + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// The header's checksum: the header up to its CRC field, the externals table and the producer.
+pub(crate) fn header_crc(h: &[u8], externals: &[u8], producer: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(&h[..H_CRC]);
+    c.update(externals);
+    c.update(producer);
+    c.finalize()
+}
+
+/// An index entry's checksum: the entry up to its CRC field and the module's name.
+pub(crate) fn entry_crc(e: &[u8], name: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(&e[..E_ENTRY_CRC]);
+    c.update(name);
+    c.finalize()
+}
+
+/// A module's checksum: its metadata, pointer bitmap, fix-ups and object bytes.
+pub(crate) fn data_crc(meta: &[u8], bitmap: &[u8], fixups: &[u8], objects: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(meta);
+    c.update(bitmap);
+    c.update(fixups);
+    c.update(objects);
+    c.finalize()
+}

@@ -4,7 +4,6 @@
 use crate::error::FormatError;
 use crate::layout::*;
 use crate::meta::ModuleMeta;
-use crate::writer::{data_crc, entry_crc, header_crc};
 
 /// The decoded fixed header.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use crate::addrmap::AddrMap;
 use crate::error::FormatError;
 use crate::reader::Entry;
-use crate::writer::{read_slot, write_slot};
+use crate::layout::{read_slot, write_slot};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelocStats {

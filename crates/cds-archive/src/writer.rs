@@ -440,37 +440,3 @@ fn push(blob: &mut Vec<u8>, bytes: &[u8]) -> Result<(u32, u32), FormatError> {
     blob.extend_from_slice(bytes);
     Ok((off as u32, bytes.len() as u32))
 }
-
-pub(crate) fn read_slot(objects: &[u8], slot: u64) -> u64 {
-    let s = slot as usize;
-    u64::from_ne_bytes(objects[s..s + 8].try_into().expect("8 bytes"))
-}
-
-pub(crate) fn write_slot(objects: &mut [u8], slot: u64, v: u64) {
-    let s = slot as usize;
-    objects[s..s + 8].copy_from_slice(&v.to_ne_bytes());
-}
-
-pub(crate) fn header_crc(h: &[u8], externals: &[u8], producer: &[u8]) -> u32 {
-    let mut c = crc32fast::Hasher::new();
-    c.update(&h[..H_CRC]);
-    c.update(externals);
-    c.update(producer);
-    c.finalize()
-}
-
-pub(crate) fn entry_crc(e: &[u8], name: &[u8]) -> u32 {
-    let mut c = crc32fast::Hasher::new();
-    c.update(&e[..E_ENTRY_CRC]);
-    c.update(name);
-    c.finalize()
-}
-
-pub(crate) fn data_crc(meta: &[u8], bitmap: &[u8], fixups: &[u8], objects: &[u8]) -> u32 {
-    let mut c = crc32fast::Hasher::new();
-    c.update(meta);
-    c.update(bitmap);
-    c.update(fixups);
-    c.update(objects);
-    c.finalize()
-}

@@ -70,7 +70,15 @@ pub struct LoadedArchive {
     prepared_ahead: AtomicUsize,
     /// How far the loader has read the metadata it reads once (see `ReadOnce`).
     read_once: Mutex<ReadOnce>,
+    /// Fault injection for tests: the module (`PYCDS_TEST_PANIC_IN_PREPARE`) whose preparation
+    /// panics, as a bug in pycds would, to show that no panic reaches the interpreter.
+    panic_in_prepare: Option<String>,
 }
+
+/// What a module whose fix-up panicked falls back with. A panic is a bug in pycds (every
+/// problem of an archive is an error, not a panic); it is caught on whichever thread fixes the
+/// module up, and the module is imported normally.
+const PANICKED: &str = "fixing it up failed unexpectedly (a bug in pycds; please report it)";
 
 /// Every module's state, and the run-ahead thread's bookkeeping, under one lock.
 struct Modules {
@@ -255,6 +263,7 @@ impl LoadedArchive {
             released_bytes: AtomicUsize::new(0),
             prepared_ahead: AtomicUsize::new(0),
             read_once: Mutex::new(ReadOnce::default()),
+            panic_in_prepare: std::env::var("PYCDS_TEST_PANIC_IN_PREPARE").ok().filter(|m| !m.is_empty()),
         })
     }
 
@@ -376,10 +385,11 @@ impl LoadedArchive {
         };
         // The lock is not held while fixing up: allocations may run the garbage collector, and
         // finalizers may import (and so come back here for another module).
-        let result = match prepared {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match prepared {
             Some(p) => self.finish(*p),
             None => self.externals().and_then(|x| self.prepare(index, x, &mut Scratch::default())).and_then(|p| self.finish(p)),
-        };
+        }))
+        .unwrap_or_else(|_| Err(PANICKED.into()));
         let mut m = self.modules();
         let result = match result {
             Ok((code, run_once, stats)) => {
@@ -440,7 +450,7 @@ impl LoadedArchive {
                 m.states[index as usize] = ModState::Preparing;
                 drop(m);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals, &mut scratch)))
-                    .unwrap_or_else(|_| Err("preparing it ahead failed unexpectedly".into()));
+                    .unwrap_or_else(|_| Err(PANICKED.into()));
                 m = self.modules();
                 m.states[index as usize] = match result {
                     Ok(p) => ModState::Prepared(Box::new(p)),
@@ -608,6 +618,9 @@ impl LoadedArchive {
     /// `InProgress`, set under the lock by that thread).
     fn prepare(&self, index: u32, externals: &Resolved, scratch: &mut Scratch) -> Result<Prepared, String> {
         let entry = self.entry(index)?;
+        if self.panic_in_prepare.as_deref() == Some(entry.name) {
+            panic!("PYCDS_TEST_PANIC_IN_PREPARE={}", entry.name);
+        }
         let start = entry.objects_file_off as usize;
         let len = entry.objects_len as usize;
         // SAFETY: the range lies in the objects section (checked by `Archive::entry`); this
