@@ -83,7 +83,7 @@ fn link_for_a_small_resident_set(compiler: &cc::Tool) {
     if let Some(dir) = eh.as_deref().filter(|p| p.is_absolute() && p.exists()).and_then(|p| p.parent()) {
         // A static library of the crate itself comes before std's `-lgcc_s` on the link line,
         // so the linker takes the unwinder from it and, linking shared libraries as needed,
-        // drops `libgcc_s`.
+        // drops `libgcc_s` (checked with LLD, rustc's default linker here, and with GNU ld).
         println!("cargo:rustc-link-search=native={}", dir.display());
         println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
     }
