@@ -826,7 +826,28 @@ def machine_info(pycds_src):
                     info["os"] = line.split("=", 1)[1].strip().strip('"')
     except OSError:
         pass
+    damon = damon_schemes()
+    if damon:
+        info["damon"] = damon
     return info
+
+
+def damon_schemes():
+    """The actions of the kernel's running DAMON monitors (sysfs), e.g. `pageout`: a monitor that
+    pages out memory it sees idle also evicts the page cache of files a benchmark reads only
+    once per round (interpreters, `.pyc` files, archives), so some runs wait for the disk. That
+    adds noise to every side; the results say when it was on. Empty when there is none."""
+    root = Path("/sys/kernel/mm/damon/admin/kdamonds")
+    actions = []
+    try:
+        for kd in sorted(root.glob("[0-9]*")):
+            if (kd / "state").read_text().strip() != "on":
+                continue
+            for action in sorted(kd.glob("contexts/*/schemes/*/action")):
+                actions.append(action.read_text().strip())
+    except OSError:
+        return ""
+    return ", ".join(actions) if actions else ""
 
 
 def git_head_without_git(src):
