@@ -14,16 +14,13 @@ preferred range taken, forced with PYCDS_TEST_FORCE_RELOCATE=1 where supported),
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from app_archive import DEFAULT_APP, plain_env, trace_and_dump
+from app_archive import DEFAULT_APP, plain_env, run_and_report, trace_and_dump
 
-PROBE = r'''
-import atexit, os, runpy, sys
-
+REPORT = r'''
 def _report():
     archive = os.path.realpath(os.environ["PYCDSARCHIVE"])
     fields, inside = {}, False
@@ -41,11 +38,6 @@ def _report():
     info = cds.info()
     fields["served"] = len(info.get("served") or [])
     sys.__stderr__.write("PAGES" + __import__("json").dumps(fields) + "\n")
-
-atexit.register(_report)
-sys.argv = sys.argv[1:]
-sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
-runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
@@ -54,15 +46,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         img = trace_and_dump(app, tmp)
-        probe = tmp / "probe.py"
-        probe.write_text(PROBE)
-        p = subprocess.run([sys.executable, str(probe), str(app)],
-                           env=dict(plain_env(), PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)),
-                           capture_output=True, text=True, cwd=tmp)
-        if p.returncode != 0:
-            sys.exit(f"run from the archive failed ({p.returncode}):\n{p.stderr[-2000:]}")
-        line = [x for x in p.stderr.splitlines() if x.startswith("PAGES")][-1]
-        f = json.loads(line[5:])
+        f = run_and_report(REPORT, "PAGES", app, tmp, dict(plain_env(), PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)))
         f["archive_bytes"] = img.stat().st_size
         f["python"] = sys.version.split()[0]
         f["executable"] = os.path.realpath(sys.executable)

@@ -13,16 +13,14 @@ crates/cds-python/link/cold-text.ld).
 """
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from app_archive import DEFAULT_APP, plain_env, trace_and_dump
+from app_archive import DEFAULT_APP, plain_env, run_and_report, trace_and_dump
 
-PROBE = r'''
-import atexit, json, os, runpy, struct, sys
+REPORT = r'''
+import json, struct
 
 def _libraries():
     with open("/proc/self/maps") as f:
@@ -45,11 +43,6 @@ def _report():
             )
             rows.append({"perms": m[1], "offset": int(m[2], 16), "pages": present})
     sys.__stderr__.write("EXT" + json.dumps({"mappings": rows, "libraries": _libraries()}) + "\n")
-
-atexit.register(_report)
-sys.argv = sys.argv[1:]
-sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
-runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
@@ -58,18 +51,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         img = trace_and_dump(app, tmp)
-        probe = tmp / "probe.py"
-        probe.write_text(PROBE)
         # The same app without pycds: which libraries it loads by itself.
-        plain = subprocess.run([sys.executable, str(probe), str(app)], env=plain_env(),
-                               capture_output=True, text=True, check=True, cwd=tmp)
-        p = subprocess.run([sys.executable, str(probe), str(app)],
-                           env=dict(plain_env(), PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)),
-                           capture_output=True, text=True, cwd=tmp)
-        if p.returncode != 0:
-            sys.exit(f"run from the archive failed ({p.returncode}):\n{p.stderr[-2000:]}")
-        f = json.loads([x for x in p.stderr.splitlines() if x.startswith("EXT")][-1][3:])
-        plain_libs = json.loads([x for x in plain.stderr.splitlines() if x.startswith("EXT")][-1][3:])["libraries"]
+        plain_libs = run_and_report(REPORT, "EXT", app, tmp, plain_env())["libraries"]
+        f = run_and_report(REPORT, "EXT", app, tmp, dict(plain_env(), PYCDSMODE="SHARE", PYCDSARCHIVE=str(img)))
         plain_names = {x.rsplit("/", 1)[-1] for x in plain_libs}
         extra = [x for x in f["libraries"] if x.rsplit("/", 1)[-1] not in plain_names and "/cds/_cds" not in x]
         out = {
