@@ -16,7 +16,7 @@ use crate::layout;
 use crate::mapping::Mapping;
 use crate::pathstate::{path_state, source_stat};
 use crate::run_ahead;
-use crate::validate::{Rules, Scratch, SlotClass, SlotClasses, TypeFacts, Validator};
+use crate::validate::{Rules, Scratch, SlotClass, TypeFacts, Validated, Validator};
 
 /// A range `[start, end)` of the archive file.
 type FileRange = (u64, u64);
@@ -643,7 +643,7 @@ impl LoadedArchive {
         let validated = Validator::new(objects, actual, &externals.rules, self.view.header.intern_count, entry.run_once)
             .run(entry.root, scratch)
             .map_err(|e| format!("{}: {e}", entry.name))?;
-        let frozensets = frozenset_slots(&entry, objects, actual, &validated.classes)?;
+        let frozensets = frozenset_slots(&entry, objects, actual, &validated)?;
         let t3 = std::time::Instant::now();
         Ok(Prepared {
             entry,
@@ -719,23 +719,23 @@ impl LoadedArchive {
 }
 
 /// The slots of a validated module's frozenset fix-ups, each checked to be a constant slot that
-/// points at a tuple of the module (after relocation).
-fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, classes: &SlotClasses) -> Result<Vec<u32>, String> {
+/// points at a tuple of the module (after relocation), as the validator found them.
+fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, validated: &Validated) -> Result<Vec<u32>, String> {
     let len = objects.len() as u64;
-    let inside = |p: u64| p >= actual && p < actual + len && p % 8 == 0;
-    let word = |off: u64| u64::from_ne_bytes(objects[off as usize..off as usize + 8].try_into().expect("8 bytes"));
     let mut slots = Vec::new();
     for f in entry.fixups() {
         let f = f.map_err(|e| e.to_string())?;
         match f.kind {
             FixupKind::FrozenSet => {
                 // `fixups()` checked that the slot is aligned and inside the module.
-                let obj = word(f.slot as u64);
-                if !inside(obj) || obj + 16 > actual + len {
+                let at = f.slot as usize;
+                let obj = u64::from_ne_bytes(objects[at..at + 8].try_into().expect("8 bytes"));
+                if obj < actual || obj >= actual + len {
                     return Err(format!("fix-up of {} points outside the module", entry.name));
                 }
-                let tp = word(obj - actual + layout::OB_TYPE as u64);
-                if tp != externals::type_object(Kind::Tuple) as u64 || classes.get(f.slot as u64) != SlotClass::Const {
+                if validated.kind_at(obj - actual) != Some(Kind::Tuple)
+                    || validated.classes.get(f.slot as u64) != SlotClass::Const
+                {
                     return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
                 }
                 slots.push(f.slot);

@@ -138,11 +138,31 @@ pub struct Validator<'a> {
 /// Why a module is refused: boxed, so that results stay small on the fast path.
 type Fail = Box<String>;
 
-/// What validation found: the constant slots (kept in the `Scratch` the validator ran with),
-/// and the slots to fill with interned strings.
+/// What validation found: the constant slots and the kind of each object (both kept in the
+/// `Scratch` the validator ran with), and the slots to fill with interned strings.
 pub struct Validated<'s> {
     pub classes: SlotClasses<'s>,
+    kinds: &'s [u8],
     pub interned: Box<[(u32, u32)]>,
+}
+
+impl Validated<'_> {
+    /// The kind of the validated object that starts at offset `off` of the module, if one does.
+    pub fn kind_at(&self, off: u64) -> Option<Kind> {
+        kind_in(self.kinds, off)
+    }
+}
+
+/// The kind recorded in `kinds` (per 16-byte unit: 0 where no object starts, else 1 + the kind)
+/// for the object starting at `off`, if one does.
+fn kind_in(kinds: &[u8], off: u64) -> Option<Kind> {
+    if off % 16 != 0 {
+        return None;
+    }
+    match *kinds.get((off / 16) as usize)? {
+        0 => None,
+        k => Some(KINDS[(k - 1) as usize]),
+    }
 }
 
 /// The validator's working tables, kept from one module to the next by a thread that validates
@@ -239,7 +259,11 @@ impl<'a> Validator<'a> {
         // above are simply dropped).
         let Pass { kinds, depths, consts, interned, .. } = pass;
         *scratch = Scratch { kinds, depths, consts, interned };
-        Ok(Validated { classes: SlotClasses(&scratch.consts), interned: scratch.interned.as_slice().into() })
+        Ok(Validated {
+            classes: SlotClasses(&scratch.consts),
+            kinds: &scratch.kinds,
+            interned: scratch.interned.as_slice().into(),
+        })
     }
 
     /// The first pass: every object in layout order, each checked on its own; records the kind
@@ -417,13 +441,7 @@ impl Pass<'_, '_> {
     /// The kind of the object that starts at offset `off`, if one does.
     #[inline(always)]
     fn kind_at(&self, off: u64) -> Option<Kind> {
-        if off % 16 != 0 {
-            return None;
-        }
-        match *self.kinds.get((off / 16) as usize)? {
-            0 => None,
-            k => Some(KINDS[(k - 1) as usize]),
-        }
+        kind_in(&self.kinds, off)
     }
 
     #[inline(always)]
