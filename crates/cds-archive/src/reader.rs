@@ -199,13 +199,19 @@ impl<'a> Archive<'a> {
         self.externals_bytes().chunks_exact(EXTERNAL_SIZE).map(|c| rd_u64(c, 16)).collect()
     }
 
+    /// The bytes of index entry `i` (below `module_count`; `parse` checked that the index lies
+    /// in the metadata), unchecked.
+    fn raw_entry(&self, i: u32) -> &'a [u8] {
+        let at = self.header.index_off as usize + i as usize * ENTRY_SIZE;
+        &self.meta[at..at + ENTRY_SIZE]
+    }
+
     /// Reads and checks index entry `i` (bounds of every range it names, and its checksum).
     pub fn entry(&self, i: u32) -> Result<Entry<'a>, FormatError> {
         if i >= self.header.module_count {
             return Err(FormatError::OutOfBounds("entry index"));
         }
-        let at = self.header.index_off as usize + i as usize * ENTRY_SIZE;
-        let e = &self.meta[at..at + ENTRY_SIZE];
+        let e = self.raw_entry(i);
         let blob = self.blob();
         let slice = |off: u32, len: u64, what: &'static str| -> Result<&'a [u8], FormatError> {
             let end = (off as u64).checked_add(len).filter(|&end| end <= blob.len() as u64);
@@ -300,8 +306,7 @@ impl<'a> Archive<'a> {
         let h = &self.header;
         let mut order: Vec<(u64, u32)> = (0..h.module_count)
             .map(|i| {
-                let at = h.index_off as usize + i as usize * ENTRY_SIZE;
-                let off = h.blob_off + rd_u32(&self.meta[at..at + ENTRY_SIZE], E_META_OFF) as u64;
+                let off = h.blob_off + rd_u32(self.raw_entry(i), E_META_OFF) as u64;
                 (off.min(h.blob_off + h.blob_len), i)
             })
             .collect();
@@ -314,10 +319,7 @@ impl<'a> Archive<'a> {
     pub fn largest_module(&self) -> u64 {
         let h = &self.header;
         (0..h.module_count)
-            .map(|i| {
-                let at = h.index_off as usize + i as usize * ENTRY_SIZE;
-                rd_u64(&self.meta[at..at + ENTRY_SIZE], E_OBJECTS_LEN)
-            })
+            .map(|i| rd_u64(self.raw_entry(i), E_OBJECTS_LEN))
             .max()
             .unwrap_or(0)
             .min(h.objects_len)
