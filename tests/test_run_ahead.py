@@ -96,6 +96,11 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+def probe_after(module):
+    """PROBE, after importing `module` first, before anything else the program imports."""
+    return f"import {module}\n" + PROBE
+
+
 def write_project(project):
     for i in range(MODULES):
         project.write(f"m{i}.py", module_source(i))
@@ -130,13 +135,7 @@ def test_a_module_imported_out_of_order_does_not_make_the_thread_skip_the_rest(p
     write_project(project)
     expected = project.plain("main.py").stdout
     project.build("main.py")
-    project.write("early.py", """
-import importlib, json, os, runpy, sys
-importlib.import_module("m30")
-runpy.run_path(os.path.abspath("main.py"), run_name="__main__")
-import cds
-print("PROBE" + json.dumps(cds.info()), file=sys.stderr)
-""")
+    project.write("early.py", probe_after("m30"))
     proc = project.share("early.py")
     assert proc.stdout == expected
     info = probe(proc)
@@ -242,13 +241,7 @@ def test_a_panic_on_the_importing_thread_falls_back(project):
     write_project(project)
     expected = project.plain("main.py").stdout
     project.build("main.py")
-    project.write("first.py", """
-import m7
-import json, os, runpy, sys
-runpy.run_path(os.path.abspath("main.py"), run_name="__main__")
-import cds
-print("PROBE" + json.dumps(cds.info()), file=sys.stderr)
-""")
+    project.write("first.py", probe_after("m7"))
     proc = project.share("first.py", PYCDS_TEST_PANIC_IN_PREPARE="m7")
     assert proc.stdout == expected
     info = probe(proc)
