@@ -133,9 +133,9 @@ def test_trace_and_dump_modes_still_start_from_the_runtime(project):
     assert proc.stdout == "" and project.archive.exists()
 
 
+# Prints the files the process has mapped.
 MAPPED = (
     "import json\n"
-    "from cds import _cds\n"
     "lines = open('/proc/self/maps').read().splitlines()\n"
     "print(json.dumps(sorted({ln.split()[-1] for ln in lines if ln.split()[-1].startswith('/')})))\n"
 )
@@ -146,8 +146,8 @@ def test_the_extension_loads_no_shared_library_plain_cpython_does_not(project):
     costs each process its loading and its pages. Rust's std would load `libgcc_s` (for its
     unwinder, which only a panic uses); build.rs links the C compiler's static unwinder
     instead. (tests/test_run_ahead.py shows that panics still unwind.)"""
-    plain = {p.rsplit("/", 1)[-1] for p in json.loads(run(["-c", MAPPED.replace("from cds import _cds\n", "")]).stdout)}
-    mapped = json.loads(project.share("-c", MAPPED).stdout)
+    plain = {p.rsplit("/", 1)[-1] for p in json.loads(run(["-c", MAPPED]).stdout)}
+    mapped = json.loads(project.share("-c", "from cds import _cds\n" + MAPPED).stdout)
     extra = sorted(p for p in mapped if p.rsplit("/", 1)[-1] not in plain and "/cds/_cds." not in p)
     # Only the archive may be added (when one is mapped); never a library.
     assert [p for p in extra if ".so" in p.rsplit("/", 1)[-1]] == [], extra
