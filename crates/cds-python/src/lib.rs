@@ -123,6 +123,7 @@ impl Archive {
         d.set_item("released_modules", released)?;
         d.set_item("released_bytes", released_bytes)?;
         d.set_item("prepared_ahead", self.inner.prepared_ahead())?;
+        d.set_item("load_ns", self.inner.load_ns())?;
         Ok(d)
     }
 

@@ -2,7 +2,7 @@
 //! that turns archive bytes into live interpreter objects on first import.
 
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -68,6 +68,9 @@ pub struct LoadedArchive {
     released_bytes: AtomicUsize,
     /// Modules whose import found them prepared by the run-ahead thread.
     prepared_ahead: AtomicUsize,
+    /// Nanoseconds importing threads spent in `load` (fixing up, or waiting for the run-ahead
+    /// thread to finish preparing a module).
+    load_ns: AtomicU64,
     /// How far the loader has read the metadata it reads once (see `ReadOnce`).
     read_once: Mutex<ReadOnce>,
     /// Fault injection for tests: the module (`PYCDS_TEST_PANIC_IN_PREPARE`) whose preparation
@@ -139,8 +142,11 @@ const RUN_AHEAD_IDLE: Duration = Duration::from_millis(20);
 pub struct Prepared {
     /// The module's checked index entry (read once per module, by whichever thread prepared it).
     entry: Entry<'static>,
-    /// (slot, number) of every slot to fill with an interned string, as the validator found them.
-    interned: Box<[(u32, u32)]>,
+    /// (slot, number) of the slots still to fill with an interned string: those whose string
+    /// this process had not made yet when the module was prepared (the others are filled).
+    interned: Vec<(u32, u32)>,
+    /// Interned-string slots filled while preparing, and the nanoseconds that took.
+    filled_early: (usize, u64),
     /// The slots of tuples to replace with frozensets, checked.
     frozensets: Vec<u32>,
     relocs: usize,
@@ -262,6 +268,7 @@ impl LoadedArchive {
             released: AtomicUsize::new(0),
             released_bytes: AtomicUsize::new(0),
             prepared_ahead: AtomicUsize::new(0),
+            load_ns: AtomicU64::new(0),
             read_once: Mutex::new(ReadOnce::default()),
             panic_in_prepare: std::env::var("PYCDS_TEST_PANIC_IN_PREPARE").ok().filter(|m| !m.is_empty()),
         })
@@ -328,6 +335,13 @@ impl LoadedArchive {
     /// The module's root code object, fixing the module up on first use. Must be called with
     /// the GIL held; returns a new reference.
     pub fn load(self: &Arc<Self>, index: u32) -> Result<(*mut ffi::PyObject, Option<FixStats>), String> {
+        let t = std::time::Instant::now();
+        let result = self.load_timed(index);
+        self.load_ns.fetch_add(ns(t, std::time::Instant::now()), Relaxed);
+        result
+    }
+
+    fn load_timed(self: &Arc<Self>, index: u32) -> Result<(*mut ffi::PyObject, Option<FixStats>), String> {
         let order = self.order();
         let prepared = {
             let mut m = self.modules();
@@ -560,6 +574,11 @@ impl LoadedArchive {
         self.prepared_ahead.load(Relaxed)
     }
 
+    /// Nanoseconds importing threads have spent getting modules' code objects (see `load_ns`).
+    pub fn load_ns(&self) -> u64 {
+        self.load_ns.load(Relaxed)
+    }
+
     /// Modules whose run-once pages were released, and the bytes released.
     pub fn released(&self) -> (usize, usize) {
         (self.released.load(Relaxed), self.released_bytes.load(Relaxed))
@@ -645,9 +664,23 @@ impl LoadedArchive {
             .map_err(|e| format!("{}: {e}", entry.name))?;
         let frozensets = frozenset_slots(&entry, objects, actual, &validated)?;
         let t3 = std::time::Instant::now();
+        // The slots of strings already made are filled here, off the importing thread when
+        // this runs ahead: writing a pointer needs no GIL, and the slot takes no reference of
+        // its own (see `finish`). A table entry only ever goes from null to its string. Only
+        // the slots of strings not made yet are kept for `finish`.
+        let table = self.interned.get();
+        let mut interned = Vec::new();
+        for &(slot, number) in validated.interned {
+            match table.and_then(|t| t.get(number as usize)).map(|c| c.load(Relaxed)) {
+                Some(s) if s != 0 => fill_slot(objects, slot, s),
+                _ => interned.push((slot, number)),
+            }
+        }
+        let filled_early = (validated.interned.len() - interned.len(), ns(t3, std::time::Instant::now()));
         Ok(Prepared {
             entry,
-            interned: validated.interned,
+            interned,
+            filled_early,
             frozensets,
             relocs: st.relocs,
             written: st.written,
@@ -659,8 +692,15 @@ impl LoadedArchive {
     /// builds the frozenset constants. Returns the root, the run-once range to keep in the
     /// module's state (see `ModState`) and what the whole fix-up took.
     fn finish(&self, prepared: Prepared) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
-        let Prepared { entry, interned, frozensets, relocs, written, phase_ns: [verify_ns, relocate_ns, validate_ns] } =
-            prepared;
+        let Prepared {
+            entry,
+            interned,
+            filled_early: (filled_early, early_ns),
+            frozensets,
+            relocs,
+            written,
+            phase_ns: [verify_ns, relocate_ns, validate_ns],
+        } = prepared;
         let start = entry.objects_file_off as usize;
         let len = entry.objects_len as usize;
         // SAFETY: GIL held (the caller's contract); the range lies in the objects section
@@ -673,15 +713,13 @@ impl LoadedArchive {
         let table = self.interned.get_or_init(|| zeroed_table(intern_count as usize));
         let t3 = std::time::Instant::now();
         // Interned strings first: a frozenset below is built from items that may be among them.
+        // A slot takes no reference of its own: the table holds one reference to each string
+        // for the life of the process (it is never released), and the archived object that
+        // holds the slot is never freed (its count never reaches zero) and so never gives one
+        // back. Interned strings are never modified in place, whatever their count.
         for &(slot, number) in &interned {
             let s = self.interned_string(table, number).map_err(|e| format!("{}: {e}", entry.name))?;
-            // SAFETY: the validator found `slot` inside the module, as a slot where a str belongs
-            // that names string `number`; the slot takes a reference of its own to the
-            // interpreter's string (GIL held).
-            unsafe {
-                ffi::Py_INCREF(s);
-                *(base.add(slot as usize) as *mut *mut ffi::PyObject) = s;
-            }
+            fill_slot(objects, slot, s as usize);
         }
         for &slot in &frozensets {
             // SAFETY: `prepare` checked that `slot` is a constant slot inside the module that
@@ -710,9 +748,9 @@ impl LoadedArchive {
             FixStats {
                 relocs,
                 written,
-                intern_fixups: interned.len(),
+                intern_fixups: filled_early + interned.len(),
                 frozenset_fixups: frozensets.len(),
-                phase_ns: [verify_ns, relocate_ns, validate_ns, ns(t3, t4)],
+                phase_ns: [verify_ns, relocate_ns, validate_ns, early_ns + ns(t3, t4)],
             },
         ))
     }
@@ -743,6 +781,13 @@ fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, validated: &Valid
         }
     }
     Ok(slots)
+}
+
+/// Points the slot at offset `slot` of a module's objects (as the validator found it: inside
+/// the module, 8-aligned) at the interned string at address `s`.
+fn fill_slot(objects: &mut [u8], slot: u32, s: usize) {
+    let at = slot as usize;
+    objects[at..at + 8].copy_from_slice(&(s as u64).to_ne_bytes());
 }
 
 fn ns(a: std::time::Instant, b: std::time::Instant) -> u64 {

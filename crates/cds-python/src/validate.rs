@@ -143,7 +143,7 @@ type Fail = Box<String>;
 pub struct Validated<'s> {
     pub classes: SlotClasses<'s>,
     kinds: &'s [u8],
-    pub interned: Box<[(u32, u32)]>,
+    pub interned: &'s [(u32, u32)],
 }
 
 impl Validated<'_> {
@@ -168,7 +168,7 @@ fn kind_in(kinds: &[u8], off: u64) -> Option<Kind> {
 /// The validator's working tables, kept from one module to the next by a thread that validates
 /// many, so that it reuses one set of buffers (sized for the largest module so far) instead of
 /// allocating and freeing four per module. The tables of objects take about a fifth of the
-/// module's size; the interned-string slots are collected here and copied out at their size.
+/// module's size; the interned-string slots are collected here too.
 #[derive(Default)]
 pub struct Scratch {
     kinds: Vec<u8>,
@@ -187,7 +187,7 @@ impl Scratch {
             depths: Vec::with_capacity((len / 16 + 1) as usize),
             consts: Vec::with_capacity((len / 8 / 64 + 1) as usize),
             // Room for the interned-string slots of all but the largest modules (3000 in the
-            // largest of a 400-module app); the list kept per module is a copy of its own size.
+            // largest of a 400-module app).
             interned: Vec::with_capacity(4096),
         }
     }
@@ -262,7 +262,7 @@ impl<'a> Validator<'a> {
         Ok(Validated {
             classes: SlotClasses(&scratch.consts),
             kinds: &scratch.kinds,
-            interned: scratch.interned.as_slice().into(),
+            interned: &scratch.interned,
         })
     }
 
