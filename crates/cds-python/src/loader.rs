@@ -668,12 +668,19 @@ impl LoadedArchive {
         // this runs ahead: writing a pointer needs no GIL, and the slot takes no reference of
         // its own (see `finish`). A table entry only ever goes from null to its string. Only
         // the slots of strings not made yet are kept for `finish`.
-        let table = self.interned.get();
-        let mut interned = Vec::new();
+        let made = |number: u32| match self.interned.get().and_then(|t| t.get(number as usize)) {
+            Some(c) => c.load(Relaxed),
+            None => 0,
+        };
+        // Counted first and allocated once (the importing thread may make more strings in the
+        // meantime, so the second pass keeps at most as many): the run-ahead thread's
+        // allocations make a malloc arena of its own, which keeps its high-water mark resident.
+        let pending = validated.interned.iter().filter(|&&(_, number)| made(number) == 0).count();
+        let mut interned = Vec::with_capacity(pending);
         for &(slot, number) in validated.interned {
-            match table.and_then(|t| t.get(number as usize)).map(|c| c.load(Relaxed)) {
-                Some(s) if s != 0 => fill_slot(objects, slot, s),
-                _ => interned.push((slot, number)),
+            match made(number) {
+                0 => interned.push((slot, number)),
+                s => fill_slot(objects, slot, s),
             }
         }
         let filled_early = (validated.interned.len() - interned.len(), ns(t3, std::time::Instant::now()));
