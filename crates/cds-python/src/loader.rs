@@ -342,27 +342,33 @@ impl LoadedArchive {
     }
 
     fn load_timed(self: &Arc<Self>, index: u32) -> Result<(*mut ffi::PyObject, Option<FixStats>), String> {
-        let order = self.order();
         let prepared = {
             let mut m = self.modules();
             if index as usize >= m.states.len() {
                 return Err("module index out of range".into());
             }
-            // The run-ahead thread goes on from this module (while it is fixed up here), even
-            // when that is back in dump order: a program imports in about the traced order, but
-            // not exactly (start-up differs, and so may the order within a group of imports),
-            // and one module asked for early must not make the thread skip all before it.
-            let pos = order.position[index as usize] as usize;
             let Modules { states, ahead: a } = &mut *m;
             a.loads += 1;
-            a.next = pos + 1;
-            a.horizon = pos + 1 + RUN_AHEAD;
-            // An idle thread is woken only once the next `RUN_AHEAD / 2` modules are not all
-            // prepared: each wake-up costs this thread a system call, so it comes once per
-            // batch of modules rather than once per import.
-            let soon = &order.modules[(pos + 1).min(order.modules.len())..(pos + 1 + RUN_AHEAD / 2).min(order.modules.len())];
-            if a.idle && soon.iter().any(|&(_, i)| matches!(states[i as usize], ModState::Fresh)) {
-                self.more_work.notify_one();
+            // Until the thread may start, nothing needs the dump order (made on first use): a
+            // process that only starts up never sorts the index.
+            if a.loads >= RUN_AHEAD_AFTER {
+                let order = self.order();
+                // The run-ahead thread goes on from this module (while it is fixed up here),
+                // even when that is back in dump order: a program imports in about the traced
+                // order, but not exactly (start-up differs, and so may the order within a group
+                // of imports), and one module asked for early must not make the thread skip all
+                // before it.
+                let pos = order.position[index as usize] as usize;
+                a.next = pos + 1;
+                a.horizon = pos + 1 + RUN_AHEAD;
+                // An idle thread is woken only once the next `RUN_AHEAD / 2` modules are not
+                // all prepared: each wake-up costs this thread a system call, so it comes once
+                // per batch of modules rather than once per import.
+                let soon = &order.modules
+                    [(pos + 1).min(order.modules.len())..(pos + 1 + RUN_AHEAD / 2).min(order.modules.len())];
+                if a.idle && soon.iter().any(|&(_, i)| matches!(states[i as usize], ModState::Fresh)) {
+                    self.more_work.notify_one();
+                }
             }
             while matches!(m.states[index as usize], ModState::Preparing) {
                 // The thread never takes the GIL, so it finishes this module whatever we hold.
@@ -535,7 +541,10 @@ impl LoadedArchive {
     /// Advances the marks of `ReadOnce` after a module's fix-up (`modules`: every module's state,
     /// with that one no longer in progress) and unmaps the windows they passed.
     fn forget_read(&self, modules: &[ModState]) {
-        let order = &self.order().modules;
+        // Before the dump order is made (the first imports), the marks wait: the next call
+        // after it is made catches up.
+        let Some(order) = self.order.get() else { return };
+        let order = &order.modules;
         let mut r = self.read_once.lock().unwrap_or_else(|p| p.into_inner());
         if r.forgotten == [0; 3] {
             let [records, bytes] = self.view.strings_used_below(0);
@@ -647,7 +656,8 @@ impl LoadedArchive {
         // other thread touches these bytes, and its objects have never been handed to the
         // interpreter, so nothing else references them.
         let objects = unsafe { self.map.range_mut(start, len) };
-        if externals.moves || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS {
+        let populated = externals.moves || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS;
+        if populated {
             // Every object's header will be written (type pointers that differ in this process,
             // or reference counts on interpreters without immortal objects).
             self.map.populate_for_write(start, len);
@@ -667,10 +677,14 @@ impl LoadedArchive {
         // The slots of strings already made are filled here, off the importing thread when
         // this runs ahead: writing a pointer needs no GIL, and the slot takes no reference of
         // its own (see `finish`). A table entry only ever goes from null to its string. Only
-        // the slots of strings not made yet are kept for `finish`.
+        // the slots of strings not made yet are kept for `finish`. This is done only where the
+        // module's pages were faulted in for writing above: writing a page that reading mapped
+        // (3.13+ at the preferred address) replaces a mapping the importing thread's CPU may
+        // hold, and that costs both CPUs an interrupt per page while both threads run; there the
+        // import fills them all, as before.
         let made = |number: u32| match self.interned.get().and_then(|t| t.get(number as usize)) {
-            Some(c) => c.load(Relaxed),
-            None => 0,
+            Some(c) if populated => c.load(Relaxed),
+            _ => 0,
         };
         // Counted first and allocated once (the importing thread may make more strings in the
         // meantime, so the second pass keeps at most as many): the run-ahead thread's
