@@ -118,8 +118,9 @@ impl Mapping {
     /// Gives back the pages `[start, start + len)` (page-aligned): this process's copies are
     /// dropped, and the range reads as the file again if it is ever touched.
     ///
-    /// SAFETY (caller): GIL held, the range lies in the objects section, and no object on those
-    /// pages is referenced (by the interpreter or by any other archived object) or will be.
+    /// SAFETY (caller): the range lies in the objects section, and no object on those pages is
+    /// referenced (by the interpreter or by any other archived object) or will be (the caller
+    /// proved that with the GIL held; the pages may be given back later, by another thread).
     pub unsafe fn release(&self, start: usize, len: usize) {
         self.drop_pages(start, len);
     }
