@@ -150,13 +150,13 @@ pub(crate) fn align_up(v: u64, a: u64) -> u64 {
 }
 
 /// The native-endian word at byte `slot` of a module's objects.
-pub(crate) fn read_slot(objects: &[u8], slot: u64) -> u64 {
+pub fn read_slot(objects: &[u8], slot: u64) -> u64 {
     let s = slot as usize;
     u64::from_ne_bytes(objects[s..s + 8].try_into().expect("8 bytes"))
 }
 
 /// Stores `v` as the native-endian word at byte `slot` of a module's objects.
-pub(crate) fn write_slot(objects: &mut [u8], slot: u64, v: u64) {
+pub fn write_slot(objects: &mut [u8], slot: u64, v: u64) {
     let s = slot as usize;
     objects[s..s + 8].copy_from_slice(&v.to_ne_bytes());
 }

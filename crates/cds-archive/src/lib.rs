@@ -24,6 +24,7 @@ pub use layout::{
     bitmap_len, External, Fixup, FixupKind, Reloc, RelocTarget, ENTRY_SIZE, EXTERNAL_SIZE, FORMAT_VERSION,
     HEADER_SIZE, MAGIC, OBJECT_ALIGN, PAGE_SIZE,
 };
+pub use layout::{read_slot, write_slot};
 pub use meta::{ModuleMeta, PathState, SearchEntry};
 pub use reader::{Archive, Entry, Header};
 pub use reloc::{relocate, ExternalMap, RelocStats};

@@ -25,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cds_archive::{ArchiveBuilder, Fixup, FixupKind, ModuleInput, Reloc, RelocTarget};
+use cds_archive::{read_slot, write_slot, ArchiveBuilder, Fixup, FixupKind, ModuleInput, Reloc, RelocTarget};
 use pyo3::ffi;
 
 use crate::code_versions;
@@ -194,8 +194,8 @@ impl Copier<'_> {
         for &(slot, target) in &self.relocs {
             let at = place(slot);
             if let RelocTarget::Internal = target {
-                let v = u64::from_ne_bytes(buf[at..at + 8].try_into().expect("8 bytes")) as usize;
-                buf[at..at + 8].copy_from_slice(&(place(v) as u64).to_ne_bytes());
+                let v = read_slot(&buf, at as u64) as usize;
+                write_slot(&mut buf, at as u64, place(v) as u64);
             }
             relocs.push(Reloc { slot: slot32(slot)?, target });
         }

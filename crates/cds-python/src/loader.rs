@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
+use cds_archive::{read_slot, relocate, write_slot, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
 use pyo3::ffi;
 
 use crate::code_versions;
@@ -746,7 +746,7 @@ impl LoadedArchive {
         for &(slot, number) in validated.interned {
             match made(number) {
                 0 => interned.push((slot, number)),
-                s => fill_slot(objects, slot, s),
+                s => write_slot(objects, slot as u64, s as u64),
             }
         }
         let filled_early = (validated.interned.len() - interned.len(), ns(t3, std::time::Instant::now()));
@@ -792,7 +792,7 @@ impl LoadedArchive {
         // back. Interned strings are never modified in place, whatever their count.
         for &(slot, number) in &interned {
             let s = self.interned_string(table, number).map_err(|e| format!("{}: {e}", entry.name))?;
-            fill_slot(objects, slot, s as usize);
+            write_slot(objects, slot as u64, s as u64);
         }
         for &slot in &frozensets {
             // SAFETY: `prepare` checked that `slot` is a constant slot inside the module that
@@ -839,8 +839,7 @@ fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, validated: &Valid
         match f.kind {
             FixupKind::FrozenSet => {
                 // `fixups()` checked that the slot is aligned and inside the module.
-                let at = f.slot as usize;
-                let obj = u64::from_ne_bytes(objects[at..at + 8].try_into().expect("8 bytes"));
+                let obj = read_slot(objects, f.slot as u64);
                 if obj < actual || obj >= actual + len {
                     return Err(format!("fix-up of {} points outside the module", entry.name));
                 }
@@ -854,13 +853,6 @@ fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, validated: &Valid
         }
     }
     Ok(slots)
-}
-
-/// Points the slot at offset `slot` of a module's objects (as the validator found it: inside
-/// the module, 8-aligned) at the interned string at address `s`.
-fn fill_slot(objects: &mut [u8], slot: u32, s: usize) {
-    let at = slot as usize;
-    objects[at..at + 8].copy_from_slice(&(s as u64).to_ne_bytes());
 }
 
 fn ns(a: std::time::Instant, b: std::time::Instant) -> u64 {
