@@ -22,6 +22,8 @@ pub enum FormatError {
     BadRelocation(String),
     /// An interned string's record lies outside its section, or its bytes fail their checksum.
     BadString { number: u32 },
+    /// A keyed record lies outside its section, or fails its checksum.
+    BadRecord { index: u32 },
     /// Module metadata does not decode.
     BadMeta(&'static str),
     /// The index is not sorted by name (binary search would be wrong).
@@ -54,6 +56,9 @@ impl fmt::Display for FormatError {
             FormatError::BadRelocation(msg) => write!(f, "corrupt relocation: {msg}"),
             FormatError::BadString { number } => {
                 write!(f, "corrupt: interned string {number} out of bounds or checksum mismatch")
+            }
+            FormatError::BadRecord { index } => {
+                write!(f, "corrupt: keyed record {index} out of bounds or checksum mismatch")
             }
             FormatError::BadMeta(what) => write!(f, "corrupt module metadata: {what}"),
             FormatError::Unsorted => write!(f, "corrupt: module index is not sorted"),

@@ -27,6 +27,9 @@ pub fn exercise(data: &[u8]) {
         let _ = archive.interned(n);
     }
     let _ = archive.interned(u32::MAX);
+    for key in [&b""[..], b"\0", b"pattern", b"\xff\xff\xff\xff"] {
+        let _ = archive.keyed(key);
+    }
     for i in 0..archive.module_count().min(256) {
         let Ok(entry) = archive.entry(i) else { continue };
         let _ = archive.lookup(entry.name);

@@ -4,9 +4,9 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// Size of the fixed header at offset 0.
-pub const HEADER_SIZE: usize = 152;
+pub const HEADER_SIZE: usize = 168;
 /// Size of one module index entry.
 pub const ENTRY_SIZE: usize = 72;
 /// Size of one externals-table record.
@@ -15,6 +15,10 @@ pub const EXTERNAL_SIZE: usize = 24;
 pub const RECORD_SIZE: usize = 8;
 /// Size of one record of the interned-strings table.
 pub const STRING_RECORD_SIZE: usize = 16;
+/// Size of one record of the keyed-records table.
+pub const KEYED_RECORD_SIZE: usize = 24;
+/// The keyed-records section starts on this alignment.
+pub const KEYED_ALIGN: u64 = 8;
 /// Each interned string's bytes start on this alignment (so that 2- and 4-byte code units can
 /// be read in place).
 pub const STRING_ALIGN: u64 = 8;
@@ -48,7 +52,17 @@ pub(crate) const H_INTERN_COUNT: usize = 124;
 pub(crate) const H_STRINGS_OFF: usize = 128;
 pub(crate) const H_STRINGS_LEN: usize = 136;
 pub(crate) const H_CRC: usize = 144;
-pub(crate) const H_RESERVED: usize = 148;
+pub(crate) const H_KEYED_COUNT: usize = 148;
+pub(crate) const H_KEYED_OFF: usize = 152;
+pub(crate) const H_KEYED_LEN: usize = 160;
+
+// Keyed-record field offsets.
+pub(crate) const K_KEY_OFF: usize = 0;
+pub(crate) const K_KEY_LEN: usize = 4;
+pub(crate) const K_VALUE_OFF: usize = 8;
+pub(crate) const K_VALUE_LEN: usize = 12;
+pub(crate) const K_CRC: usize = 16;
+pub(crate) const K_RESERVED: usize = 20;
 
 // Interned-strings record field offsets.
 pub(crate) const S_DATA_OFF: usize = 0;
@@ -161,12 +175,22 @@ pub fn write_slot(objects: &mut [u8], slot: u64, v: u64) {
     objects[s..s + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
-/// The header's checksum: the header up to its CRC field, the externals table and the producer.
+/// The header's checksum: every header byte but the CRC field's own, the externals table and the
+/// producer.
 pub(crate) fn header_crc(h: &[u8], externals: &[u8], producer: &[u8]) -> u32 {
     let mut c = crc32fast::Hasher::new();
     c.update(&h[..H_CRC]);
+    c.update(&h[H_CRC + 4..HEADER_SIZE]);
     c.update(externals);
     c.update(producer);
+    c.finalize()
+}
+
+/// A keyed record's checksum: its key and its value.
+pub(crate) fn keyed_crc(key: &[u8], value: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(key);
+    c.update(value);
     c.finalize()
 }
 

@@ -26,6 +26,10 @@ pub struct Header {
     pub intern_count: u32,
     pub strings_off: u64,
     pub strings_len: u64,
+    /// Records of the keyed-records section (opaque keys and values, sorted by key).
+    pub keyed_count: u32,
+    pub keyed_off: u64,
+    pub keyed_len: u64,
 }
 
 impl Header {
@@ -62,22 +66,27 @@ impl Header {
             intern_count: rd_u32(h, H_INTERN_COUNT),
             strings_off: rd_u64(h, H_STRINGS_OFF),
             strings_len: rd_u64(h, H_STRINGS_LEN),
+            keyed_count: rd_u32(h, H_KEYED_COUNT),
+            keyed_off: rd_u64(h, H_KEYED_OFF),
+            keyed_len: rd_u64(h, H_KEYED_LEN),
         };
         if hd.file_size != file_len {
             return Err(FormatError::Truncated { needed: hd.file_size, have: file_len });
         }
         // Sections in order, none overlapping, all inside the file: header, index, externals,
-        // blob, interned strings, objects (page-aligned).
+        // blob, keyed records, interned strings, objects (page-aligned).
         let index_end = section_end(hd.index_off, hd.module_count as u64, ENTRY_SIZE as u64, "index")?;
         let ext_end =
             section_end(hd.externals_off, hd.externals_count as u64, EXTERNAL_SIZE as u64, "externals")?;
         let blob_end = section_end(hd.blob_off, hd.blob_len, 1, "blob")?;
+        let keyed_end = section_end(hd.keyed_off, hd.keyed_len, 1, "keyed records")?;
         let strings_end = section_end(hd.strings_off, hd.strings_len, 1, "interned strings")?;
         let obj_end = section_end(hd.objects_off, hd.objects_len, 1, "objects")?;
         let ordered = hd.index_off >= HEADER_SIZE as u64
             && hd.externals_off >= index_end
             && hd.blob_off >= ext_end
-            && hd.strings_off >= blob_end
+            && hd.keyed_off >= blob_end
+            && hd.strings_off >= keyed_end
             && hd.objects_off >= strings_end
             && obj_end <= hd.file_size;
         if !ordered {
@@ -103,8 +112,10 @@ impl Header {
         {
             return Err(FormatError::OutOfBounds("interned strings table size"));
         }
-        if rd_u32(h, H_RESERVED) != 0 {
-            return Err(FormatError::OutOfBounds("reserved header field"));
+        if hd.keyed_off % KEYED_ALIGN != 0
+            || hd.keyed_count as u64 * KEYED_RECORD_SIZE as u64 > hd.keyed_len
+        {
+            return Err(FormatError::OutOfBounds("keyed records table size"));
         }
         Ok(hd)
     }
@@ -278,6 +289,41 @@ impl<'a> Archive<'a> {
             return Err(bad());
         }
         Ok(bytes)
+    }
+
+    /// The value stored under `key` in the keyed-records section (opaque bytes here: the
+    /// extension crate defines what keys and values encode), or `None`. A binary search over
+    /// the records, sorted by key bytes: each record it reads is bounds-checked, and the one it
+    /// finds has its checksum verified. O(log n) records, whatever the section's size.
+    pub fn keyed(&self, key: &[u8]) -> Result<Option<&'a [u8]>, FormatError> {
+        let h = &self.header;
+        let section = &self.meta[h.keyed_off as usize..][..h.keyed_len as usize];
+        let table_end = h.keyed_count as u64 * KEYED_RECORD_SIZE as u64;
+        let field = |r: &[u8], off: usize, len: usize, i: u32| -> Result<&'a [u8], FormatError> {
+            let (off, len) = (rd_u32(r, off) as u64, rd_u32(r, len) as u64);
+            if off < table_end || off + len > section.len() as u64 {
+                return Err(FormatError::BadRecord { index: i });
+            }
+            Ok(&section[off as usize..(off + len) as usize])
+        };
+        let (mut lo, mut hi) = (0u32, h.keyed_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let r = &section[mid as usize * KEYED_RECORD_SIZE..][..KEYED_RECORD_SIZE];
+            let k = field(r, K_KEY_OFF, K_KEY_LEN, mid)?;
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    let v = field(r, K_VALUE_OFF, K_VALUE_LEN, mid)?;
+                    if rd_u32(r, K_RESERVED) != 0 || rd_u32(r, K_CRC) != keyed_crc(k, v) {
+                        return Err(FormatError::BadRecord { index: mid });
+                    }
+                    return Ok(Some(v));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The file ranges of the interned-strings section that only the strings numbered below `n`

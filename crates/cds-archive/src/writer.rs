@@ -36,6 +36,8 @@ pub struct WriteStats {
     pub file_size: u64,
     pub objects_bytes: u64,
     pub metadata_bytes: u64,
+    /// Records of the keyed-records section.
+    pub keyed: usize,
 }
 
 pub struct ArchiveBuilder {
@@ -51,11 +53,16 @@ pub struct ArchiveBuilder {
     interns: HashMap<Vec<u8>, u32>,
     /// Give each module's run-once part whole pages of its own (see [`Self::page_run_once`]).
     page_run_once: bool,
+    /// The keyed records, by key (opaque bytes; see [`Self::add_keyed`]).
+    keyed: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 /// The smallest run-once part that gets pages of its own when [`ArchiveBuilder::page_run_once`]
 /// is on: below this, the padding would cost more file bytes than the pages it frees.
 pub const RUN_ONCE_PAGE_MIN: u64 = PAGE_SIZE;
+
+/// The largest key or value a keyed record may have (the section's offsets are 32-bit).
+const MAX_KEYED_BYTES: usize = 1 << 24;
 
 impl ArchiveBuilder {
     /// `preferred_base` must be page-aligned; it is the address the archive's first byte is laid
@@ -74,6 +81,7 @@ impl ArchiveBuilder {
             names: HashMap::new(),
             interns: HashMap::new(),
             page_run_once: false,
+            keyed: std::collections::BTreeMap::new(),
         }
     }
 
@@ -114,6 +122,22 @@ impl ArchiveBuilder {
         }
         self.interns.insert(key.to_vec(), n);
         Ok(n)
+    }
+
+    /// Stores `value` under `key` in the keyed-records section (both opaque here; the extension
+    /// crate defines them). A key added twice keeps its first value. Errors when a key or value
+    /// could not be addressed by the section's 32-bit offsets.
+    pub fn add_keyed(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), FormatError> {
+        if key.len() > MAX_KEYED_BYTES || value.len() > MAX_KEYED_BYTES {
+            return Err(FormatError::Io("keyed record too large".into()));
+        }
+        self.keyed.entry(key).or_insert(value);
+        Ok(())
+    }
+
+    /// Records in the keyed-records section so far.
+    pub fn keyed_count(&self) -> usize {
+        self.keyed.len()
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -275,11 +299,30 @@ impl ArchiveBuilder {
             wr_u32(r, S_LEN, len32);
             wr_u32(r, S_CRC, crc32fast::hash(key));
         }
+        // Keyed records: a record per key, in key order (readers search them), then the keys and
+        // values. BTreeMap iterates in key order.
+        let keyed_count = self.keyed.len();
+        let mut keyed = vec![0u8; keyed_count * KEYED_RECORD_SIZE];
+        for (i, (k, v)) in self.keyed.iter().enumerate() {
+            let (k_off, v_off) = (keyed.len(), keyed.len() + k.len());
+            keyed.extend_from_slice(k);
+            keyed.extend_from_slice(v);
+            let (Ok(k_off), Ok(v_off)) = (u32::try_from(k_off), u32::try_from(v_off)) else {
+                return Err(FormatError::Io("keyed records exceed 4 GiB".into()));
+            };
+            let r = &mut keyed[i * KEYED_RECORD_SIZE..(i + 1) * KEYED_RECORD_SIZE];
+            wr_u32(r, K_KEY_OFF, k_off);
+            wr_u32(r, K_KEY_LEN, k.len() as u32);
+            wr_u32(r, K_VALUE_OFF, v_off);
+            wr_u32(r, K_VALUE_LEN, v.len() as u32);
+            wr_u32(r, K_CRC, keyed_crc(k, v));
+        }
         let n = self.modules.len();
         let index_off = HEADER_SIZE as u64;
         let externals_off = index_off + (n * ENTRY_SIZE) as u64;
         let blob_off = externals_off + (self.externals.len() * EXTERNAL_SIZE) as u64;
-        let strings_off = align_up(blob_off + blob.len() as u64, STRING_ALIGN);
+        let keyed_off = align_up(blob_off + blob.len() as u64, KEYED_ALIGN);
+        let strings_off = align_up(keyed_off + keyed.len() as u64, STRING_ALIGN);
         let objects_off = align_up(strings_off + strings.len() as u64, PAGE_SIZE);
         let file_size = align_up(objects_off + objects_len, PAGE_SIZE);
         // A reader tells internal pointers from external ones by their value: no external may
@@ -345,6 +388,7 @@ impl ArchiveBuilder {
             wr_u64(&mut out, at + 16, self.external_addrs[i]);
         }
         out[blob_off as usize..blob_off as usize + blob.len()].copy_from_slice(&blob);
+        out[keyed_off as usize..keyed_off as usize + keyed.len()].copy_from_slice(&keyed);
         out[strings_off as usize..strings_off as usize + strings.len()].copy_from_slice(&strings);
 
         let ext_bytes = out[externals_off as usize..blob_off as usize].to_vec();
@@ -367,6 +411,9 @@ impl ArchiveBuilder {
         wr_u32(h, H_INTERN_COUNT, intern_count);
         wr_u64(h, H_STRINGS_OFF, strings_off);
         wr_u64(h, H_STRINGS_LEN, strings.len() as u64);
+        wr_u32(h, H_KEYED_COUNT, keyed_count as u32);
+        wr_u64(h, H_KEYED_OFF, keyed_off);
+        wr_u64(h, H_KEYED_LEN, keyed.len() as u64);
         let crc = header_crc(h, &ext_bytes, self.producer.as_bytes());
         wr_u32(h, H_CRC, crc);
 
@@ -375,6 +422,7 @@ impl ArchiveBuilder {
             file_size,
             objects_bytes: objects_len,
             metadata_bytes: objects_off,
+            keyed: keyed_count,
         };
         Ok((out, stats))
     }

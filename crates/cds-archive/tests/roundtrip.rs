@@ -46,8 +46,14 @@ fn sample() -> Vec<u8> {
         let m = module(name, &mut b);
         b.add_module(m).unwrap();
     }
+    for (k, v) in KEYED {
+        b.add_keyed(k.to_vec(), v.to_vec()).unwrap();
+    }
     b.build().unwrap().0
 }
+
+/// The sample's keyed records (added out of key order; one key is a prefix of another).
+const KEYED: [(&[u8], &[u8]); 3] = [(b"pattern-b", b"value two"), (b"pattern", b"v1"), (b"", b"")];
 
 #[test]
 fn round_trip_and_lookup() {
@@ -158,6 +164,55 @@ fn run_once_parts_get_whole_pages_when_asked() {
         m.run_once = bad;
         assert_eq!(b.add_module(m).unwrap_err(), FormatError::OutOfBounds("run-once objects"));
     }
+}
+
+#[test]
+fn keyed_records_round_trip_and_miss_cleanly() {
+    let bytes = sample();
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    assert_eq!(a.header.keyed_count, 3);
+    for (k, v) in KEYED {
+        assert_eq!(a.keyed(k).unwrap(), Some(v));
+    }
+    for k in [&b"patter"[..], b"pattern-c", b"\xff", b"pattern-b\0"] {
+        assert_eq!(a.keyed(k).unwrap(), None);
+    }
+    // The first value added under a key is kept.
+    let mut b = ArchiveBuilder::new([7; 32], "p", BASE);
+    b.add_keyed(b"k".to_vec(), b"first".to_vec()).unwrap();
+    b.add_keyed(b"k".to_vec(), b"second".to_vec()).unwrap();
+    assert_eq!(b.keyed_count(), 1);
+    let bytes = b.build().unwrap().0;
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    assert_eq!(a.keyed(b"k").unwrap(), Some(&b"first"[..]));
+}
+
+#[test]
+fn damaged_keyed_records_never_yield_a_wrong_value() {
+    let good = sample();
+    let a = Archive::parse(&good, good.len() as u64).unwrap();
+    let (off, len) = (a.header.keyed_off as usize, a.header.keyed_len as usize);
+    for at in off..off + len {
+        for bit in 0..8 {
+            let mut b = good.clone();
+            b[at] ^= 1 << bit;
+            let a = Archive::parse(&b, b.len() as u64).unwrap();
+            for (k, v) in KEYED {
+                // A damaged record is an error or a miss, never another value.
+                if let Ok(Some(got)) = a.keyed(k) {
+                    assert_eq!(got, v, "byte {at} bit {bit}");
+                }
+            }
+        }
+    }
+    // A table larger than its section is refused at open.
+    let mut bytes = good.clone();
+    bytes[148..152].copy_from_slice(&1000u32.to_le_bytes());
+    assert!(fuzzing::fix_checksums(&mut bytes));
+    assert_eq!(
+        Archive::parse(&bytes, bytes.len() as u64).unwrap_err(),
+        FormatError::OutOfBounds("keyed records table size")
+    );
 }
 
 #[test]
@@ -280,6 +335,9 @@ fn damaged(b: &[u8]) -> bool {
         Err(_) => return true,
     };
     if a.externals() != vec![External { kind: 1, arg: -3 }] {
+        return true;
+    }
+    if KEYED.iter().any(|&(k, v)| a.keyed(k) != Ok(Some(v))) {
         return true;
     }
     for e in entries {

@@ -12,6 +12,7 @@ mod layout;
 mod loader;
 mod mapping;
 mod pathstate;
+mod regex;
 mod run_ahead;
 mod validate;
 
@@ -95,6 +96,25 @@ impl Archive {
         Ok(unsafe { Bound::from_owned_ptr(py, code) }.unbind())
     }
 
+    /// The compiled program the archive holds for `re._compiler.compile(pattern, flags)`:
+    /// `(flags, code, groups, groupindex, indexgroup)`, the arguments `_sre.compile` takes after
+    /// the pattern; `None` when it holds none (or the call is not one it keeps). Raises
+    /// `ArchiveError` when the record is damaged.
+    fn regex<'py>(
+        &self,
+        py: Python<'py>,
+        pattern: &Bound<'py, PyAny>,
+        flags: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyTuple>>> {
+        if self.inner.header().keyed_count == 0 {
+            return Ok(None);
+        }
+        let Some(key) = regex::key(pattern, flags) else { return Ok(None) };
+        let Some(value) = self.inner.keyed(&key).map_err(err)? else { return Ok(None) };
+        let program = regex::Program::decode(value).ok_or_else(|| err("corrupt: a compiled regular expression is malformed"))?;
+        program.to_python(py).map(Some)
+    }
+
     /// After module `index` ran: gives back its run-once objects' pages if nothing refers to
     /// them. Returns `(bytes_released, why_kept)`.
     fn release(&self, index: u32) -> (usize, Option<String>) {
@@ -124,6 +144,7 @@ impl Archive {
         d.set_item("released_bytes", released_bytes)?;
         d.set_item("prepared_ahead", self.inner.prepared_ahead())?;
         d.set_item("load_ns", self.inner.load_ns())?;
+        d.set_item("regexes", h.keyed_count)?;
         Ok(d)
     }
 
@@ -217,6 +238,26 @@ impl ArchiveWriter {
         Ok(size)
     }
 
+    /// Keeps the compiled program of `re._compiler.compile(pattern, flags)`: `final_flags`,
+    /// `code`, `groups` and `groupindex` as `_sre.compile` takes them. Returns whether it was
+    /// added (`False` for a call the archive does not keep, or a pattern already added).
+    fn add_regex(
+        &mut self,
+        pattern: &Bound<'_, PyAny>,
+        flags: &Bound<'_, PyAny>,
+        final_flags: i64,
+        code: Vec<u32>,
+        groups: i64,
+        groupindex: &Bound<'_, PyDict>,
+    ) -> PyResult<bool> {
+        let builder = self.builder.as_mut().ok_or_else(|| err("writer already written"))?;
+        let Some(key) = regex::key(pattern, flags) else { return Ok(false) };
+        let program = regex::Program::from_python(final_flags, code, groups, groupindex)?;
+        let before = builder.keyed_count();
+        builder.add_keyed(key, program.encode()).map_err(|e| err(e.to_string()))?;
+        Ok(builder.keyed_count() > before)
+    }
+
     fn __len__(&self) -> usize {
         self.builder.as_ref().map_or(0, |b| b.module_count())
     }
@@ -234,6 +275,7 @@ impl ArchiveWriter {
         d.set_item("file_bytes", st.file_size)?;
         d.set_item("objects_bytes", st.objects_bytes)?;
         d.set_item("metadata_bytes", st.metadata_bytes)?;
+        d.set_item("regexes", st.keyed)?;
         Ok(d)
     }
 }

@@ -290,6 +290,11 @@ impl LoadedArchive {
         &self.view.header
     }
 
+    /// The value of the keyed record `key` (see `cds_archive::Archive::keyed`), or `None`.
+    pub fn keyed(&self, key: &[u8]) -> Result<Option<&[u8]>, String> {
+        self.view.keyed(key).map_err(|e| e.to_string())
+    }
+
     pub fn mapped_at(&self) -> u64 {
         self.map.addr()
     }
