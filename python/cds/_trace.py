@@ -20,6 +20,8 @@ class TraceFinder:
         self._fd = None
         self._recorded = set()
         self._count = 0
+        self._regexes = set()
+        self.trace_regexes = os.environ.get("PYCDSREGEX", "").strip() != "0"
 
     def find_spec(self, fullname, path=None, target=None):
         spec = rt.PathFinder.find_spec(fullname, path, target)
@@ -28,7 +30,33 @@ class TraceFinder:
                 self._record(fullname, path, spec)
             except Exception as exc:
                 rt._say(1, f"not traced: {fullname}: {exc}")
+        if fullname == "re._compiler" and self.trace_regexes and spec is not None and type(spec.loader) is rt.SourceFileLoader:
+            spec.loader = _RegexTracingLoader(fullname, spec.loader.path, self)
         return spec
+
+    def _append(self, line):
+        if self._fd is None:
+            self._fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        data = line.encode("utf-8", "surrogateescape")
+        if os.write(self._fd, data) != len(data):
+            raise OSError(f"short write to {self._list}")
+
+    def record_regex(self, pattern, flags):
+        """Records a pattern that ``re`` compiled (once per pattern, type and flags; at most
+        ``MAX_REGEXES`` per process)."""
+        key = (type(pattern), pattern, flags)
+        if key in self._regexes or len(self._regexes) >= MAX_REGEXES:
+            return
+        self._regexes.add(key)
+        try:
+            if type(pattern) is bytes:
+                text, is_bytes = pattern.decode("latin-1"), True
+            else:
+                pattern.encode("utf-8")  # the archive keeps only what UTF-8 can encode
+                text, is_bytes = pattern, False
+            self._append(regex_line(text, is_bytes, flags))
+        except Exception as exc:
+            rt._say(1, f"regular expression not traced: {exc}")
 
     def _record(self, fullname, path, spec):
         if type(spec.loader) is not rt.SourceFileLoader or not spec.origin:
@@ -37,16 +65,46 @@ class TraceFinder:
         st = os.stat(spec.origin)
         line = trace_line(fullname, spec.origin, spec.submodule_search_locations is not None,
                           search, st.st_mtime_ns, st.st_size)
-        if self._fd is None:
-            self._fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        data = line.encode("utf-8", "surrogateescape")
-        if os.write(self._fd, data) != len(data):
-            raise OSError(f"short write to {self._list}")
+        self._append(line)
         self._recorded.add(fullname)
         self._count += 1
 
     def invalidate_caches(self):
         pass
+
+
+# Distinct patterns one traced process records at most (a program that compiles patterns made
+# from its input would otherwise grow the list without bound).
+MAX_REGEXES = 4096
+
+
+class _RegexTracingLoader(rt.SourceFileLoader):
+    """The loader of ``re._compiler`` while tracing: once the module has run, its ``compile``
+    (what ``re`` calls for each pattern it has not compiled yet) also records the pattern."""
+
+    def __init__(self, fullname, path, finder):
+        super().__init__(fullname, path)
+        self._cds_finder = finder
+
+    def exec_module(self, module):
+        super().exec_module(module)
+        trace_regexes(module, self._cds_finder)
+
+
+def trace_regexes(compiler, finder):
+    original = compiler.compile
+    debug = compiler.SRE_FLAG_DEBUG
+
+    def compile(p, flags=0):
+        result = original(p, flags)
+        if type(flags) is int and not flags & debug and type(p) in (str, bytes):
+            finder.record_regex(p, flags)
+        return result
+
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(compile, attr, getattr(original, attr, None))
+    compile.__wrapped__ = original
+    compiler.compile = compile
 
 
 def start_trace(list_path):
@@ -57,6 +115,8 @@ def start_trace(list_path):
         return
     finder = TraceFinder(os.path.abspath(list_path))
     rt._cds.insert_finder(finder)
+    if "re._compiler" in sys.modules and finder.trace_regexes:
+        trace_regexes(sys.modules["re._compiler"], finder)
     if rt._verbose >= 1:
         import atexit
 
@@ -70,6 +130,15 @@ _ESCAPES[ord("\\")] = "\\\\"
 
 def _json_str(s):
     return '"' + s.translate(_ESCAPES) + '"'
+
+
+def regex_line(text, is_bytes, flags):
+    """One line of a traced list for a compiled pattern (a ``bytes`` pattern as latin-1 text)."""
+    return (
+        "{"
+        f'"regex": {_json_str(text)}, "bytes": {"true" if is_bytes else "false"}, "flags": {int(flags)}'
+        "}\n"
+    )
 
 
 def trace_line(name, origin, is_package, search, mtime_ns, size):

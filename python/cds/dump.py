@@ -32,20 +32,24 @@ class DumpReport:
     pyc_bytes: int = 0
     seconds: float = 0.0
     list_errors: list = field(default_factory=list)
+    regexes: int = 0
+    regexes_skipped: dict = field(default_factory=dict)
 
     def summary(self):
         mb = 1024 * 1024
         return (
             f"pycds: archived {self.modules} modules into {self.archive} "
             f"({self.file_bytes / mb:.2f} MiB for {self.pyc_bytes / mb:.2f} MiB of .pyc) "
-            f"in {self.seconds:.2f} s; {len(self.skipped)} skipped"
+            f"in {self.seconds:.2f} s; {len(self.skipped)} skipped; "
+            f"{self.regexes} compiled regular expressions"
         )
 
 
 def read_list(path):
     """Parse a module list. Returns ``(records, errors)``: each record a dict with at least
-    ``name``; errors are ``"line N: why"`` strings for lines that were skipped. Later
-    duplicates of a name are dropped."""
+    ``name``, or, for a regular expression the tracer saw compiled, ``regex`` (the pattern;
+    latin-1 text of a ``bytes`` pattern), ``bytes`` and ``flags``; errors are ``"line N: why"``
+    strings for lines that were skipped. Later duplicates of a name are dropped."""
     records, errors, seen = [], [], set()
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for number, raw in enumerate(f, 1):
@@ -58,6 +62,12 @@ def read_list(path):
                     ok = isinstance(rec, dict) and isinstance(rec.get("name"), str)
                 except ValueError as exc:
                     errors.append(f"line {number}: not valid JSON ({exc})")
+                    continue
+                if isinstance(rec, dict) and "regex" in rec:
+                    if not (isinstance(rec["regex"], str) and type(rec.get("flags")) is int):
+                        errors.append(f"line {number}: malformed regular expression record")
+                    else:
+                        records.append(rec)
                     continue
                 if not ok:
                     errors.append(f"line {number}: record without a name")
@@ -129,6 +139,9 @@ def run_dump(list_path, archive_path, *, verbose=False):
             print(f"pycds: pycds runtime not archived: {reason}", file=sys.stderr)
     resolver = _Resolver()
     for rec in records:
+        if "regex" in rec:
+            _add_regex(writer, report, rec)
+            continue
         name = rec["name"]
         origin = rec.get("origin")
         if origin is not None:
@@ -177,6 +190,52 @@ def _add(writer, report, name, spec, search):
         return str(exc)
     report.pyc_bytes += 16 + len(marshal.dumps(code))
     return None
+
+
+def _add_regex(writer, report, rec):
+    """Compiles a traced pattern as ``re._compiler.compile`` does and keeps the program, if
+    compiling it again from the program gives an equal pattern and compiling it warns of
+    nothing (a process served from the archive would not see the warning)."""
+    import re
+    import warnings
+    from re import _compiler, _parser
+
+    text, flags = rec["regex"], rec["flags"]
+    try:
+        pattern = text.encode("latin-1") if rec.get("bytes") else text
+    except UnicodeEncodeError:
+        report.regexes_skipped[text] = "not a bytes pattern"
+        return
+    if flags & re.DEBUG:
+        report.regexes_skipped[text] = "DEBUG flag"
+        return
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            p = _parser.parse(pattern, flags)
+            code = _compiler._code(p, flags)
+            groupindex = p.state.groupdict
+            indexgroup = [None] * p.state.groups
+            for k, i in groupindex.items():
+                indexgroup[i] = k
+            final = flags | p.state.flags
+            ours = _compiler._sre.compile(pattern, final, code, p.state.groups - 1, groupindex, tuple(indexgroup))
+            theirs = _compiler.compile(pattern, flags)
+    except Exception as exc:
+        report.regexes_skipped[text] = f"does not compile: {exc}"
+        return
+    if caught:
+        report.regexes_skipped[text] = f"compiling it warns: {caught[0].message}"
+        return
+    same = (ours == theirs and ours.groups == theirs.groups and ours.groupindex == theirs.groupindex)
+    if not same:
+        report.regexes_skipped[text] = "the program does not compile to the same pattern"
+        return
+    try:
+        if writer.add_regex(pattern, flags, final, code, p.state.groups - 1, dict(groupindex)):
+            report.regexes += 1
+    except (ValueError, OverflowError, _cds_error()) as exc:
+        report.regexes_skipped[text] = str(exc)
 
 
 def _cds_error():
