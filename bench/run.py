@@ -604,6 +604,13 @@ class Bench:
                     extra = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(wl.archives[side])}
                 self.add_job(jobs, sid, [self.py(side), str(wl.script)], child_env(extra), wl.cwd,
                              wl.reference, meta)
+            # pycds serving code objects only: its compiled regular expressions turned off
+            if wl.name in ("app", "stdlib") and "pycds" not in wl.failed and not self.skip_unavailable(
+                    f"{wl.name}/pycds-noregex", "pycds", {"workload": wl.name, "side": "pycds-noregex", "kind": "run"}):
+                self.add_job(jobs, f"{wl.name}/pycds-noregex", [self.py("pycds"), str(wl.script)],
+                             child_env({"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(wl.archives["pycds"]),
+                                        "PYCDSREGEX": "0"}),
+                             wl.cwd, wl.reference, {"workload": wl.name, "side": "pycds-noregex", "kind": "run"})
             # the exec-only floor (plain venv, code objects preloaded)
             self.add_job(jobs, f"{wl.name}/floor",
                          [self.py("plain"), str(TOOLS / "floor.py"), str(wl.modlist), str(wl.script)],
@@ -1007,6 +1014,29 @@ def render_markdown(res):
              fmt_ratio(ratio(s and s.get("imports"), p and p.get("imports"))),
              fmt_ratio(ratio(c and c.get("imports"), p and p.get("imports"))),
              fmt_ratio(ratio(f and f.get("imports"), p and p.get("imports"))), gain])
+    a("")
+    # 3b. pycds without its regular-expression programs
+    a("## pycds with code objects only (`PYCDSREGEX=0`)")
+    a("")
+    a("pycds also keeps the compiled programs of the regular expressions the traced run compiled, "
+      "and builds those patterns from them instead of parsing and compiling them (README: "
+      "*Compiled regular expressions*). That removes work the exec-only floor still does, so "
+      "here the same archive is served with that turned off, interleaved with the runs above: "
+      "what the code objects alone give, against the floor.")
+    a("")
+    row(["workload", "plain wall", "pycds wall", "pycds, PYCDSREGEX=0, wall", "pycds / plain",
+         "PYCDSREGEX=0 / plain", "pycds imports", "PYCDSREGEX=0 imports", "floor imports",
+         "PYCDSREGEX=0 imports / floor"])
+    row(["---"] * 10)
+    for w in wls:
+        p, c, n, f = (st.get(f"{w}/{x}") for x in ("plain", "pycds", "pycds-noregex", "floor"))
+        if not n:
+            continue
+        row([w, cell(p, "wall"), cell(c, "wall"), cell(n, "wall"),
+             fmt_ratio(ratio(c and c.get("wall"), p and p.get("wall"))),
+             fmt_ratio(ratio(n.get("wall"), p and p.get("wall"))),
+             cell(c, "imports"), cell(n, "imports"), cell(f, "imports"),
+             fmt_ratio(ratio(n.get("imports"), f and f.get("imports")))])
     a("")
     # 4. phases
     a("## Where the time goes (medians, ms)")

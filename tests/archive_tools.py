@@ -7,7 +7,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-HEADER = 152
+HEADER = 168
+KEYED_RECORD = 24
 STRING_RECORD = 16
 ENTRY = 72
 EXTERNAL = 24
@@ -33,7 +34,9 @@ HEADER_FIELDS = {
     "strings_off": (128, "<Q"),
     "strings_len": (136, "<Q"),
     "header_crc": (144, "<I"),
-    "reserved": (148, "<I"),
+    "keyed_count": (148, "<I"),
+    "keyed_off": (152, "<Q"),
+    "keyed_len": (160, "<Q"),
 }
 
 ENTRY_FIELDS = {
@@ -106,9 +109,23 @@ class Archive:
     def fix_header_crc(self):
         ext = self.h("externals_off")
         crc = zlib.crc32(bytes(self.b[:144]))
+        crc = zlib.crc32(bytes(self.b[148:HEADER]), crc)
         crc = zlib.crc32(bytes(self.b[ext:ext + EXTERNAL * self.h("externals_count")]), crc)
         crc = zlib.crc32(self.blob(0, self.h("producer_len")), crc)
         self.set_h("header_crc", crc)
+
+    def keyed_record(self, i):
+        """File offset of keyed record ``i`` and its ``(key_off, key_len, value_off, value_len)``
+        (offsets from the section's start)."""
+        at = self.h("keyed_off") + i * KEYED_RECORD
+        return at, struct.unpack_from("<IIII", self.b, at)
+
+    def fix_keyed_crc(self, i):
+        at, (k_off, k_len, v_off, v_len) = self.keyed_record(i)
+        base = self.h("keyed_off")
+        crc = zlib.crc32(bytes(self.b[base + k_off:base + k_off + k_len]))
+        crc = zlib.crc32(bytes(self.b[base + v_off:base + v_off + v_len]), crc)
+        struct.pack_into("<I", self.b, at + 16, crc)
 
     def fix_entry_crc(self, i):
         at = self.entry_at(i)

@@ -181,7 +181,7 @@ def _serve_regexes(compiler, archive):
     code, at start-up often slower than the import of the modules that compile them) are
     skipped. ``_sre.compile`` checks the program; a damaged one is compiled normally. Off with
     ``PYCDSREGEX=0``."""
-    if os.environ.get("PYCDSREGEX", "").strip() == "0":
+    if os.environ.get("PYCDSREGEX", "").strip() == "0" or getattr(compiler.compile, "_cds_archive", None):
         return
     try:
         if not archive.stats()["regexes"]:
@@ -208,6 +208,7 @@ def _serve_regexes(compiler, archive):
     for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
         setattr(compile, attr, getattr(original, attr, None))
     compile.__wrapped__ = original
+    compile._cds_archive = archive
     compiler.compile = compile
 
 
@@ -239,6 +240,10 @@ def _serve(archive, index, fullname, path, target):
             return spec
         _say(2, f"{fullname}: search re-checked ({unverified})")
     global _served_from
+    if _served_from is None and "re._compiler" in sys.modules:
+        # re was imported before the archive served anything (by a .pth file, say): its
+        # compiler did not come from the archive, but may still take the archive's programs.
+        _serve_regexes(sys.modules["re._compiler"], archive)
     _served_from = archive
     loader = ArchiveLoader(fullname, origin, archive, index)
     locations = [_external._path_split(origin)[0]] if is_package else None

@@ -227,6 +227,10 @@ def _add_regex(writer, report, rec):
     if caught:
         report.regexes_skipped[text] = f"compiling it warns: {caught[0].message}"
         return
+    if final & re.LOCALE:
+        # Its program depends on the locale it is compiled under (see _sre's pattern compare).
+        report.regexes_skipped[text] = "LOCALE flag: compiled for the locale of each run"
+        return
     same = (ours == theirs and ours.groups == theirs.groups and ours.groupindex == theirs.groupindex)
     if not same:
         report.regexes_skipped[text] = "the program does not compile to the same pattern"
