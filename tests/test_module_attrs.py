@@ -130,3 +130,25 @@ def test_specs_and_loaders_compare_equal_to_a_normal_imports(project):
     info, shared = project.info("main.py")
     assert "mod" in info["served"]
     assert shared.stdout == project.plain("main.py").stdout == "True True True True True\n"
+
+
+def test_a_deprecated_module_warns_its_importer(project):
+    """A module that warns at import with ``stacklevel=2`` names the importer's file and line
+    (no frame of pycds lies between them), whether served or traced."""
+    import json
+
+    project.write("old.py", "import warnings\nwarnings.warn('old is deprecated', DeprecationWarning, stacklevel=2)\n")
+    project.write("main.py", """\
+        import json, sys, warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import old
+        print(json.dumps([(str(w.message), w.filename == __file__, w.lineno) for w in caught]))
+    """)
+    normal = json.loads(project.plain("main.py").stdout)
+    assert normal == [["old is deprecated", True, 4]]
+    project.build("main.py")
+    assert json.loads(project.trace("main.py").stdout) == normal
+    info, proc = project.info("main.py")
+    assert "old" in info["served"]
+    assert json.loads(proc.stdout) == normal

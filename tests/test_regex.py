@@ -30,7 +30,9 @@ for text, flags, subject in PATTERNS:
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     re.compile("[[a]")  # "Possible nested set": the dump must not keep this one
-out.append([str(w.category.__name__) for w in caught])
+    re.compile("(x)|[a&&b]")  # "Possible set intersection", one level deeper
+# The warnings name this file and line, as without pycds (its stand-in adds no frame).
+out.append([(w.category.__name__, w.filename == __file__, w.lineno) for w in caught])
 print(json.dumps(out))
 '''
 
@@ -52,8 +54,11 @@ def test_patterns_from_the_archive_match_a_normal_run(project):
     assert "re._compiler" in info["served"]
     # Every pattern of the program but the one that warns came from the archive.
     assert info["regexes"] >= 8
-    # The warning is still given: that pattern was compiled normally.
-    assert served[-1] == ["FutureWarning"]
+    # The warnings are still given, naming this program's line: those patterns were compiled
+    # normally, through a stand-in that adds no frame. The same holds while tracing.
+    assert served[-1][0][:2] == ["FutureWarning", True]
+    assert all(named_here for _, named_here, _ in served[-1])
+    assert json.loads(project.trace("prog.py").stdout) == normal
 
 
 def test_regex_cache_can_be_turned_off(project):

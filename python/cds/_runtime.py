@@ -36,8 +36,6 @@ _state = {
     # ran, and the bytes of archive pages that freed.
     "released": 0,
     "released_bytes": 0,
-    # Regular expressions compiled from the archive's programs (see _serve_regexes).
-    "regexes": 0,
 }
 # The archive served from (for its counters), once a module was served.
 _served_from = None
@@ -82,7 +80,7 @@ def info():
         "fallbacks": dict(_state["fallbacks"]),
         "released": _state["released"],
         "released_bytes": _state["released_bytes"],
-        "regexes": _state["regexes"],
+        "regexes": _regex_hook.served if _regex_hook is not None else 0,
         "prepared_ahead": _served_from.stats()["prepared_ahead"] if _served_from is not None else 0,
     }
 
@@ -158,20 +156,31 @@ class ArchiveLoader(SourceFileLoader):
                 return code
         return super().get_code(fullname)
 
-    def exec_module(self, module):
-        super().exec_module(module)
-        if self.name == "re._compiler" and self._cds_archive is not None:
-            _serve_regexes(module, self._cds_archive)
-        # The module has run and its code object is dropped, as a normal import drops it: the
-        # archive gives back the pages of its run-once objects if nothing refers to them.
-        if self._cds_archive is not None:
-            released, kept = self._cds_archive.release(self._cds_index)
-            if released:
-                _state["released"] += 1
-                _state["released_bytes"] += released
-                _say(2, f"{self.name}: released {released} bytes of run-once objects")
-            elif kept is not None:
-                _say(2, f"{self.name}: run-once objects kept: {kept}")
+
+# ``ArchiveLoader.exec_module``: native (``_cds.ExecModule``), so that no frame of pycds's own
+# lies between a module's code and its importer: a warning the module gives with a
+# ``stacklevel`` (``warnings.warn(..., stacklevel=2)`` of a deprecated module) names the
+# importer's file, as without pycds. It runs the source loader's ``exec_module``, then this.
+def _after_exec(loader, module):
+    if loader._cds_archive is None:
+        return
+    if loader.name == "re._compiler":
+        _serve_regexes(module, loader._cds_archive)
+    # The module has run and its code object is dropped, as a normal import drops it: the
+    # archive gives back the pages of its run-once objects if nothing refers to them.
+    released, kept = loader._cds_archive.release(loader._cds_index)
+    if released:
+        _state["released"] += 1
+        _state["released_bytes"] += released
+        _say(2, f"{loader.name}: released {released} bytes of run-once objects")
+    elif kept is not None:
+        _say(2, f"{loader.name}: run-once objects kept: {kept}")
+
+
+ArchiveLoader.exec_module = _cds.ExecModule(SourceFileLoader.exec_module, _after_exec)
+
+# The stand-in for ``re._compiler.compile`` (``_cds.RegexCompile``), once installed.
+_regex_hook = None
 
 
 def _serve_regexes(compiler, archive):
@@ -179,37 +188,21 @@ def _serve_regexes(compiler, archive):
     the compiled program from the archive when it holds one for the same pattern and flags, and
     hand it to ``_sre.compile`` as ``re`` itself would: the pattern's parse and compile (Python
     code, at start-up often slower than the import of the modules that compile them) are
-    skipped. ``_sre.compile`` checks the program; a damaged one is compiled normally. Off with
+    skipped. ``_sre.compile`` checks the program; a damaged one is compiled normally. The
+    stand-in is native, so warnings that compiling gives name the same caller. Off with
     ``PYCDSREGEX=0``."""
-    if os.environ.get("PYCDSREGEX", "").strip() == "0" or getattr(compiler.compile, "_cds_archive", None):
+    global _regex_hook
+    if os.environ.get("PYCDSREGEX", "").strip() == "0" or type(compiler.compile) is _cds.RegexCompile:
         return
     try:
         if not archive.stats()["regexes"]:
             return
-        original = compiler.compile
-        sre_compile = compiler._sre.compile
-        debug = compiler.SRE_FLAG_DEBUG
+        hook = _cds.RegexCompile(compiler.compile, compiler._sre.compile, compiler.SRE_FLAG_DEBUG,
+                                 archive, None, lambda message: _say(1, message))
     except Exception as exc:
         _say(1, f"compiled regular expressions not used: {exc}")
         return
-
-    def compile(p, flags=0):
-        if type(flags) is int and not flags & debug:
-            try:
-                program = archive.regex(p, flags)
-                if program is not None:
-                    pattern = sre_compile(p, *program)
-                    _state["regexes"] += 1
-                    return pattern
-            except Exception as exc:
-                _say(1, f"archived program of regular expression {p!r} not used: {exc}")
-        return original(p, flags)
-
-    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-        setattr(compile, attr, getattr(original, attr, None))
-    compile.__wrapped__ = original
-    compile._cds_archive = archive
-    compiler.compile = compile
+    compiler.compile = _regex_hook = hook
 
 
 def _fallback(name, reason):

@@ -8,6 +8,7 @@ mod copier;
 mod externals;
 mod finder;
 mod fingerprint;
+mod hooks;
 mod layout;
 mod loader;
 mod mapping;
@@ -330,6 +331,8 @@ fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Archive>()?;
     m.add_class::<ArchiveWriter>()?;
     m.add_class::<finder::ArchiveFinder>()?;
+    m.add_class::<hooks::ExecModule>()?;
+    m.add_class::<hooks::RegexCompile>()?;
     m.add_function(wrap_pyfunction!(finder::boot, m)?)?;
     m.add_function(wrap_pyfunction!(finder::booted, m)?)?;
     m.add_function(wrap_pyfunction!(finder::insert_finder, m)?)?;

@@ -1,0 +1,149 @@
+//! Callables that stand in for interpreter functions while a module runs, native so that they add
+//! no Python frame: a warning raised with a `stacklevel` (a deprecated module warning its
+//! importer, `re` warning the caller of `re.compile`) must name the same file and line as
+//! without pycds, and `warnings` counts Python frames only.
+//!
+//! - [`ExecModule`]: `ArchiveLoader.exec_module`. It runs the module with the source loader's own
+//!   `exec_module` (importlib's frames are skipped by `warnings`), then calls back into
+//!   `cds._runtime` for what follows the module's run.
+//! - [`RegexCompile`]: `re._compiler.compile` while tracing (it records each pattern) or
+//!   serving (it builds a pattern from the archive's program when it holds one).
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
+
+use crate::Archive;
+
+/// A method descriptor: `loader.exec_module(module)` calls `base(loader, module)` and then
+/// `after(loader, module)`.
+#[pyclass(module = "cds._cds", frozen)]
+pub struct ExecModule {
+    base: Py<PyAny>,
+    after: Py<PyAny>,
+}
+
+#[pymethods]
+impl ExecModule {
+    #[new]
+    fn new(base: Py<PyAny>, after: Py<PyAny>) -> Self {
+        ExecModule { base, after }
+    }
+
+    fn __get__(slf: Py<Self>, py: Python<'_>, obj: Option<Py<PyAny>>, _owner: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        match obj {
+            None => Ok(slf.into_any()),
+            Some(loader) => Ok(Py::new(py, BoundExecModule { method: slf, loader })?.into_any()),
+        }
+    }
+}
+
+/// [`ExecModule`] bound to a loader.
+#[pyclass(module = "cds._cds", frozen)]
+pub struct BoundExecModule {
+    method: Py<ExecModule>,
+    loader: Py<PyAny>,
+}
+
+#[pymethods]
+impl BoundExecModule {
+    fn __call__(&self, py: Python<'_>, module: Bound<'_, PyAny>) -> PyResult<()> {
+        let m = self.method.get();
+        m.base.call1(py, (&self.loader, &module))?;
+        m.after.call1(py, (&self.loader, &module))?;
+        Ok(())
+    }
+}
+
+/// Stands in for `re._compiler.compile(p, flags=0)`, the call `re` makes for a pattern not in
+/// its own cache. With an archive, a pattern whose program the archive holds is made by
+/// `_sre.compile` from that program (which `_sre` checks); with a recorder, every pattern
+/// compiled is passed to it after the compile. Anything else goes to the original function,
+/// with the same arguments.
+#[pyclass(module = "cds._cds", frozen)]
+pub struct RegexCompile {
+    original: Py<PyAny>,
+    sre_compile: Py<PyAny>,
+    /// `re.DEBUG`: such a compile prints, so it always runs.
+    debug: i64,
+    archive: Option<Py<Archive>>,
+    record: Option<Py<PyAny>>,
+    /// Called with a message when an archived program could not be used.
+    report: Option<Py<PyAny>>,
+    served: AtomicUsize,
+}
+
+#[pymethods]
+impl RegexCompile {
+    #[new]
+    #[pyo3(signature = (original, sre_compile, debug, archive=None, record=None, report=None))]
+    fn new(
+        original: Py<PyAny>,
+        sre_compile: Py<PyAny>,
+        debug: i64,
+        archive: Option<Py<Archive>>,
+        record: Option<Py<PyAny>>,
+        report: Option<Py<PyAny>>,
+    ) -> Self {
+        RegexCompile { original, sre_compile, debug, archive, record, report, served: AtomicUsize::new(0) }
+    }
+
+    #[pyo3(signature = (p, flags=None))]
+    fn __call__(&self, py: Python<'_>, p: Bound<'_, PyAny>, flags: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        // Only exact ints and exact str/bytes patterns are kept (what `re.compile` passes on).
+        let plain = flags
+            .as_ref()
+            .map_or(Some(0), |f| if f.is_exact_instance_of::<PyInt>() { f.extract::<i64>().ok() } else { None })
+            .filter(|f| f & self.debug == 0)
+            .filter(|_| p.is_exact_instance_of::<PyString>() || p.is_exact_instance_of::<PyBytes>());
+        if let (Some(archive), Some(f)) = (&self.archive, plain) {
+            let flags_obj = f.into_pyobject(py)?.into_any();
+            match archive.get().regex(py, &p, &flags_obj) {
+                Ok(Some(program)) => {
+                    let mut args = vec![p.clone()];
+                    args.extend(program.iter());
+                    match self.sre_compile.call1(py, PyTuple::new(py, args)?) {
+                        Ok(pattern) => {
+                            self.served.fetch_add(1, Relaxed);
+                            return Ok(pattern);
+                        }
+                        Err(e) => self.say(py, &p, &e.value(py).to_string()),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => self.say(py, &p, &e.value(py).to_string()),
+            }
+        }
+        let result = match &flags {
+            Some(f) => self.original.call1(py, (&p, f))?,
+            None => self.original.call1(py, (&p,))?,
+        };
+        if let (Some(record), Some(f)) = (&self.record, plain) {
+            // Recording must never change what the program sees: its errors are the recorder's.
+            let _ = record.call1(py, (&p, f));
+        }
+        Ok(result)
+    }
+
+    /// Patterns made from the archive's programs so far.
+    #[getter]
+    fn served(&self) -> usize {
+        self.served.load(Relaxed)
+    }
+
+    #[getter]
+    #[allow(non_snake_case)]
+    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
+        self.original.clone_ref(py)
+    }
+}
+
+impl RegexCompile {
+    fn say(&self, py: Python<'_>, pattern: &Bound<'_, PyAny>, why: &str) {
+        if let Some(report) = &self.report {
+            let shown = pattern.repr().map(|r| r.to_string()).unwrap_or_default();
+            let _ = report.call1(py, (format!("archived program of regular expression {shown} not used: {why}"),));
+        }
+    }
+}
