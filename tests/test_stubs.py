@@ -29,7 +29,7 @@ def test_stub_matches_the_extension():
     probe = (
         "import json\nfrom cds import _cds\n"
         "mod = sorted(n for n in dir(_cds) if not n.startswith('_'))\n"
-        "cls = {n: sorted(a for a in vars(getattr(_cds, n)) if not a.startswith('_') or a in ('__len__', '__contains__'))\n"
+        "cls = {n: sorted(a for a in vars(getattr(_cds, n)) if not a.startswith('_') or a in ('__len__', '__contains__', '__call__', '__get__', '__wrapped__'))\n"
         "       for n in mod if isinstance(getattr(_cds, n), type) and not issubclass(getattr(_cds, n), Exception)}\n"
         "print(json.dumps([mod, cls]))\n"
     )

@@ -1,9 +1,9 @@
 """Type stubs for the ``cds._cds`` extension (written in Rust)."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from os import PathLike
 from importlib.machinery import ModuleSpec
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any, Optional
 
 FORMAT_VERSION: int
@@ -70,6 +70,32 @@ class ArchiveFinder:
         self, fullname: str, path: Optional[Any] = None, target: Optional[Any] = None
     ) -> Optional[ModuleSpec]: ...
     def invalidate_caches(self) -> None: ...
+
+class ExecModule:
+    """A loader's ``exec_module`` that adds no Python frame: ``base(loader, module)`` then
+    ``after(loader, module)``."""
+
+    def __init__(self, base: Callable[[Any, ModuleType], None], after: Callable[[Any, ModuleType], None]) -> None: ...
+    def __get__(self, obj: Any, owner: Any = None) -> Any: ...
+
+class RegexCompile:
+    """Stands in for ``re._compiler.compile`` (adds no Python frame): builds a pattern from the
+    archive's program when it holds one, records each compiled pattern when tracing."""
+
+    def __init__(
+        self,
+        original: Callable[..., Any],
+        sre_compile: Callable[..., Any],
+        debug: int,
+        archive: Optional[Archive] = None,
+        record: Optional[Callable[[str | bytes, int], Any]] = None,
+        report: Optional[Callable[[str], Any]] = None,
+    ) -> None: ...
+    def __call__(self, p: Any, flags: Any = ...) -> Any: ...
+    @property
+    def served(self) -> int: ...
+    @property
+    def __wrapped__(self) -> Callable[..., Any]: ...
 
 def boot() -> None: ...
 def booted() -> Optional[tuple[str, str]]: ...
