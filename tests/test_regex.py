@@ -20,6 +20,7 @@ PATTERNS = [
     (r"(?<=foo)bar(?!baz)|(?i:QUUX)", 0, "foobar foobarbaz quux"),
     (r"(a)|b(?(1)c|d)", 0, "bd ac"),
     (r"[^\W\d_]+", re.ASCII, "h\u00e9llo world_42"),
+    ("a\u2028b|\x85|\x7f", 0, "a\u2028b \x85\x7f"),  # characters str.splitlines() breaks at
 ]
 out = []
 for text, flags, subject in PATTERNS:
@@ -46,6 +47,7 @@ def test_patterns_from_the_archive_match_a_normal_run(project):
     project.write("prog.py", PROGRAM)
     normal = json.loads(project.plain("prog.py").stdout)
     project.build("prog.py")
+    # One record per line for every line splitter, whatever the patterns hold.
     listed = [json.loads(line) for line in project.list.read_text().splitlines()]
     regexes = [r for r in listed if "regex" in r]
     assert any(r["bytes"] for r in regexes) and len(regexes) >= 9

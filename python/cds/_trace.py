@@ -117,7 +117,9 @@ def start_trace(list_path):
         atexit.register(lambda: rt._say(1, f"traced {finder._count} modules into {finder._list}"))
 
 
-_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+# Every character that any line splitter (str.splitlines too) takes for a line break is escaped,
+# so that a record is one line for every reader, whatever its pattern or path holds.
+_ESCAPES = {i: f"\\u{i:04x}" for i in [*range(0x20), 0x7F, 0x85, 0x2028, 0x2029]}
 _ESCAPES[ord('"')] = '\\"'
 _ESCAPES[ord("\\")] = "\\\\"
 
