@@ -131,3 +131,17 @@ def test_malformed_program_lengths_are_refused(project):
     assert json.loads(proc.stdout) == normal
     assert info["regexes"] == 0
     assert "malformed" in proc.stderr
+
+
+def test_a_list_traced_twice_holds_each_pattern_once_for_the_dump(project):
+    project.write("prog.py", PROGRAM)
+    project.trace("prog.py")
+    project.trace("prog.py")
+    lines = [json.loads(line) for line in project.list.read_text().splitlines()]
+    traced = [r for r in lines if "regex" in r]
+    distinct = {(r["regex"], r["bytes"], r["flags"]) for r in traced}
+    assert len(traced) == 2 * len(distinct)  # each traced run appends its own records
+    code = f"import json; from cds.dump import read_list; print(json.dumps(read_list({str(project.list)!r})))"
+    records, errors = json.loads(project.plain("-c", code).stdout)
+    assert not errors
+    assert len([r for r in records if "regex" in r]) == len(distinct)

@@ -49,8 +49,9 @@ def read_list(path):
     """Parse a module list. Returns ``(records, errors)``: each record a dict with at least
     ``name``, or, for a regular expression the tracer saw compiled, ``regex`` (the pattern;
     latin-1 text of a ``bytes`` pattern), ``bytes`` and ``flags``; errors are ``"line N: why"``
-    strings for lines that were skipped. Later duplicates of a name are dropped."""
-    records, errors, seen = [], [], set()
+    strings for lines that were skipped. Later duplicates of a name (or of a regular
+    expression) are dropped."""
+    records, errors, seen, seen_regexes = [], [], set(), set()
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for number, raw in enumerate(f, 1):
             line = raw.strip()
@@ -66,7 +67,10 @@ def read_list(path):
                 if isinstance(rec, dict) and "regex" in rec:
                     if not (isinstance(rec["regex"], str) and type(rec.get("flags")) is int):
                         errors.append(f"line {number}: malformed regular expression record")
-                    else:
+                        continue
+                    key = (rec["regex"], bool(rec.get("bytes")), rec["flags"])
+                    if key not in seen_regexes:  # lists that several traced runs appended to
+                        seen_regexes.add(key)
                         records.append(rec)
                     continue
                 if not ok:
