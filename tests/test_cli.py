@@ -15,7 +15,7 @@ def test_help_lists_every_command():
 
 
 def test_trace_dump_run_inspect(project):
-    project.write("main.py", "import sys, helper\nprint(helper.X, sys.argv[1:])\n")
+    project.write("main.py", "import re, sys, helper\nre.compile('pycds+cli')\nprint(helper.X, sys.argv[1:])\n")
     project.write("helper.py", "X = 42\n")
     t = run(["-m", "cds", "trace", "-o", "mod.lst", "--", "main.py", "a", "--b"], cwd=project.root)
     assert t.stdout == "42 ['a', '--b']\n"
@@ -31,6 +31,9 @@ def test_trace_dump_run_inspect(project):
     assert "served helper from the archive" in r.stderr
     i = run(["-m", "cds", "inspect", "mod.img", "--modules"], cwd=project.root)
     assert "fingerprint:" in i.stdout and "0 stale now" in i.stdout and "helper" in i.stdout
+    regexes = int(i.stdout.split("regexes:")[1].split()[0])
+    assert regexes >= 1 and regexes == json.loads(
+        run(["-m", "cds", "inspect", "--json", "mod.img"], cwd=project.root).stdout)["archive"]["regexes"]
     project.write("helper.py", "X = 43  # edited\n")
     i = run(["-m", "cds", "inspect", "mod.img"], cwd=project.root)
     assert "1 stale now" in i.stdout and "stale: helper" in i.stdout

@@ -84,6 +84,7 @@ def cmd_inspect(ns, parser):
     print(f"fingerprint:  {stats['fingerprint']}")
     print(f"format:       version {stats['format_version']}")
     print(f"modules:      {stats['modules']} ({len(stale)} stale now)")
+    print(f"regexes:      {stats['regexes']} compiled regular expressions")
     print(f"size:         {stats['file_bytes'] / mib:.2f} MiB "
           f"(objects {stats['objects_bytes'] / mib:.2f} MiB, "
           f"metadata {stats['metadata_bytes'] / mib:.2f} MiB, {stats['externals']} externals)")
@@ -128,7 +129,7 @@ def main(argv=None):
     p.add_argument("python_args", nargs=argparse.REMAINDER, help="-- then the interpreter's arguments")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("inspect", help="describe an archive: fingerprint, modules, sizes, stale entries")
+    p = sub.add_parser("inspect", help="describe an archive: fingerprint, modules, regular expressions, sizes, stale entries")
     p.add_argument("archive")
     p.add_argument("--modules", action="store_true", help="list every module")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
