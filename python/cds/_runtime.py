@@ -192,17 +192,13 @@ def _serve_regexes(compiler, archive):
     stand-in is native, so warnings that compiling gives name the same caller. Off with
     ``PYCDSREGEX=0``."""
     global _regex_hook
-    if os.environ.get("PYCDSREGEX", "").strip() == "0" or type(compiler.compile) is _cds.RegexCompile:
+    if os.environ.get("PYCDSREGEX", "").strip() == "0":
         return
     try:
-        if not archive.stats()["regexes"]:
-            return
-        hook = _cds.RegexCompile(compiler.compile, compiler._sre.compile, compiler.SRE_FLAG_DEBUG,
-                                 archive, None, lambda message: _say(1, message))
+        if archive.stats()["regexes"]:
+            _regex_hook = _cds.RegexCompile.install(compiler, archive, None, lambda message: _say(1, message)) or _regex_hook
     except Exception as exc:
         _say(1, f"compiled regular expressions not used: {exc}")
-        return
-    compiler.compile = _regex_hook = hook
 
 
 def _fallback(name, reason):

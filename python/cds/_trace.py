@@ -95,10 +95,7 @@ def trace_regexes(compiler, finder):
     """Makes ``re._compiler.compile`` record each pattern it compiles, through a native stand-in
     (``_cds.RegexCompile``) that adds no frame: warnings that compiling gives name the same
     caller as without pycds."""
-    if type(compiler.compile) is rt._cds.RegexCompile:
-        return
-    compiler.compile = rt._cds.RegexCompile(compiler.compile, compiler._sre.compile,
-                                            compiler.SRE_FLAG_DEBUG, None, finder.record_regex)
+    rt._cds.RegexCompile.install(compiler, None, finder.record_regex)
 
 
 def start_trace(list_path):

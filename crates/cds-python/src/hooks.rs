@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use crate::Archive;
+use crate::{regex, Archive};
 
 /// A method descriptor: `loader.exec_module(module)` calls `base(loader, module)` and then
 /// `after(loader, module)`.
@@ -76,33 +76,46 @@ pub struct RegexCompile {
 
 #[pymethods]
 impl RegexCompile {
-    #[new]
-    #[pyo3(signature = (original, sre_compile, debug, archive=None, record=None, report=None))]
-    fn new(
-        original: Py<PyAny>,
-        sre_compile: Py<PyAny>,
-        debug: i64,
+    /// Puts a stand-in in place of `compiler.compile` (`compiler` is `re._compiler`) and returns
+    /// it; `None` when one is there already.
+    #[staticmethod]
+    #[pyo3(signature = (compiler, archive=None, record=None, report=None))]
+    fn install(
+        py: Python<'_>,
+        compiler: &Bound<'_, PyAny>,
         archive: Option<Py<Archive>>,
         record: Option<Py<PyAny>>,
         report: Option<Py<PyAny>>,
-    ) -> Self {
-        RegexCompile { original, sre_compile, debug, archive, record, report, served: AtomicUsize::new(0) }
+    ) -> PyResult<Option<Py<RegexCompile>>> {
+        let original = compiler.getattr("compile")?;
+        if original.is_instance_of::<RegexCompile>() {
+            return Ok(None);
+        }
+        let hook = Py::new(
+            py,
+            RegexCompile {
+                original: original.unbind(),
+                sre_compile: compiler.getattr("_sre")?.getattr("compile")?.unbind(),
+                debug: compiler.getattr("SRE_FLAG_DEBUG")?.extract()?,
+                archive,
+                record,
+                report,
+                served: AtomicUsize::new(0),
+            },
+        )?;
+        compiler.setattr("compile", &hook)?;
+        Ok(Some(hook))
     }
 
     #[pyo3(signature = (p, flags=None))]
     fn __call__(&self, py: Python<'_>, p: Bound<'_, PyAny>, flags: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        // Only exact ints and exact str/bytes patterns are kept (what `re.compile` passes on).
-        let plain = flags
-            .as_ref()
-            .map_or(Some(0), |f| if f.is_exact_instance_of::<PyInt>() { f.extract::<i64>().ok() } else { None })
-            .filter(|f| f & self.debug == 0)
-            .filter(|_| p.is_exact_instance_of::<PyString>() || p.is_exact_instance_of::<PyBytes>());
+        // Only the calls the archive keeps (`regex::key` checks the pattern's type).
+        let plain = flags.as_ref().map_or(Some(0), regex::flags_kept).filter(|f| f & self.debug == 0);
         if let (Some(archive), Some(f)) = (&self.archive, plain) {
-            let flags_obj = f.into_pyobject(py)?.into_any();
-            match archive.get().regex(py, &p, &flags_obj) {
+            match archive.get().regex(&p, f) {
                 Ok(Some(program)) => {
                     let mut args = vec![p.clone()];
-                    args.extend(program.iter());
+                    args.extend(program.to_python(py)?.iter());
                     match self.sre_compile.call1(py, PyTuple::new(py, args)?) {
                         Ok(pattern) => {
                             self.served.fetch_add(1, Relaxed);
@@ -112,14 +125,15 @@ impl RegexCompile {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => self.say(py, &p, &e.value(py).to_string()),
+                Err(why) => self.say(py, &p, &why),
             }
         }
         let result = match &flags {
             Some(f) => self.original.call1(py, (&p, f))?,
             None => self.original.call1(py, (&p,))?,
         };
-        if let (Some(record), Some(f)) = (&self.record, plain) {
+        let recordable = p.is_exact_instance_of::<PyString>() || p.is_exact_instance_of::<PyBytes>();
+        if let (Some(record), Some(f), true) = (&self.record, plain, recordable) {
             // Recording must never change what the program sees: its errors are the recorder's.
             let _ = record.call1(py, (&p, f));
         }

@@ -97,25 +97,6 @@ impl Archive {
         Ok(unsafe { Bound::from_owned_ptr(py, code) }.unbind())
     }
 
-    /// The compiled program the archive holds for `re._compiler.compile(pattern, flags)`:
-    /// `(flags, code, groups, groupindex, indexgroup)`, the arguments `_sre.compile` takes after
-    /// the pattern; `None` when it holds none (or the call is not one it keeps). Raises
-    /// `ArchiveError` when the record is damaged.
-    fn regex<'py>(
-        &self,
-        py: Python<'py>,
-        pattern: &Bound<'py, PyAny>,
-        flags: &Bound<'py, PyAny>,
-    ) -> PyResult<Option<Bound<'py, pyo3::types::PyTuple>>> {
-        if self.inner.header().keyed_count == 0 {
-            return Ok(None);
-        }
-        let Some(key) = regex::key(pattern, flags) else { return Ok(None) };
-        let Some(value) = self.inner.keyed(&key).map_err(err)? else { return Ok(None) };
-        let program = regex::Program::decode(value).ok_or_else(|| err("corrupt: a compiled regular expression is malformed"))?;
-        program.to_python(py).map(Some)
-    }
-
     /// After module `index` ran: gives back its run-once objects' pages if nothing refers to
     /// them. Returns `(bytes_released, why_kept)`.
     fn release(&self, index: u32) -> (usize, Option<String>) {
@@ -188,6 +169,20 @@ impl Archive {
     }
 }
 
+impl Archive {
+    /// The compiled program the archive holds for `re._compiler.compile(pattern, flags)`, or
+    /// `None` when it holds none (or the call is not one it keeps); an error says why a record
+    /// is damaged.
+    pub(crate) fn regex(&self, pattern: &Bound<'_, PyAny>, flags: i64) -> Result<Option<regex::Program>, String> {
+        if self.inner.header().keyed_count == 0 {
+            return Ok(None);
+        }
+        let Some(key) = regex::key(pattern, flags) else { return Ok(None) };
+        let Some(value) = self.inner.keyed(&key)? else { return Ok(None) };
+        regex::Program::decode(value).map(Some).ok_or_else(|| "corrupt: a compiled regular expression is malformed".into())
+    }
+}
+
 /// Builds an archive from code objects.
 #[pyclass(module = "cds._cds")]
 struct ArchiveWriter {
@@ -252,7 +247,7 @@ impl ArchiveWriter {
         groupindex: &Bound<'_, PyDict>,
     ) -> PyResult<bool> {
         let builder = self.builder.as_mut().ok_or_else(|| err("writer already written"))?;
-        let Some(key) = regex::key(pattern, flags) else { return Ok(false) };
+        let Some(key) = regex::flags_kept(flags).and_then(|f| regex::key(pattern, f)) else { return Ok(false) };
         let program = regex::Program::from_python(final_flags, code, groups, groupindex)?;
         let before = builder.keyed_count();
         builder.add_keyed(key, program.encode()).map_err(|e| err(e.to_string()))?;

@@ -19,14 +19,18 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 /// enough that the tuple a loader builds for it stays small).
 const MAX_GROUPS: i64 = 1 << 16;
 
-/// The key for `re._compiler.compile(pattern, flags)`, or `None` when the call is not one the
-/// archive keeps: only an exact `str` (that UTF-8 can encode) or `bytes` pattern and an exact
-/// `int` flags that fits 64 bits.
-pub fn key(pattern: &Bound<'_, PyAny>, flags: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+/// `flags` of a `re._compiler.compile` call as the archive keys it: only an exact `int` that
+/// fits 64 bits (what `re.compile` passes on), else `None`.
+pub fn flags_kept(flags: &Bound<'_, PyAny>) -> Option<i64> {
     if !flags.is_exact_instance_of::<pyo3::types::PyInt>() {
         return None;
     }
-    let flags: i64 = flags.extract().ok()?;
+    flags.extract().ok()
+}
+
+/// The key for `re._compiler.compile(pattern, flags)`, or `None` when the call is not one the
+/// archive keeps: only an exact `str` (that UTF-8 can encode) or `bytes` pattern.
+pub fn key(pattern: &Bound<'_, PyAny>, flags: i64) -> Option<Vec<u8>> {
     let (kind, text): (u8, &[u8]) = if let Ok(s) = pattern.cast_exact::<PyString>() {
         (0, s.to_str().ok()?.as_bytes())
     } else if let Ok(b) = pattern.cast_exact::<PyBytes>() {
