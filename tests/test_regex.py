@@ -145,3 +145,34 @@ def test_a_list_traced_twice_holds_each_pattern_once_for_the_dump(project):
     records, errors = json.loads(project.plain("-c", code).stdout)
     assert not errors
     assert len([r for r in records if "regex" in r]) == len(distinct)
+
+
+def test_the_dump_keeps_no_program_it_cannot_vouch_for(project):
+    """A hand-written list: each regular-expression record the dump must not keep is skipped
+    with its reason (and a malformed one is a list error); the good one is kept."""
+    import re
+
+    records = [
+        {"regex": "a+b", "bytes": False, "flags": 0},                # kept
+        {"regex": "a+b", "bytes": False, "flags": 0},                # listed twice: kept once
+        {"regex": "x[y", "bytes": False, "flags": 0},                # does not compile
+        {"regex": "[[z]", "bytes": False, "flags": 0},               # warns (FutureWarning)
+        {"regex": "dbg", "bytes": False, "flags": int(re.DEBUG)},    # DEBUG prints
+        {"regex": "loc", "bytes": True, "flags": int(re.LOCALE)},    # LOCALE: per-locale program
+        {"regex": "\u20ac", "bytes": True, "flags": 0},              # not latin-1: no bytes pattern
+        {"regex": 5, "bytes": False, "flags": 0},                    # malformed record
+    ]
+    project.list.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code = (
+        "import json; from cds.dump import run_dump; "
+        f"r = run_dump({str(project.list)!r}, {str(project.archive)!r}); "
+        "print(json.dumps([r.regexes, r.regexes_skipped, r.list_errors]))"
+    )
+    kept, skipped, errors = json.loads(project.plain("-c", code).stdout)
+    assert kept == 1
+    assert set(skipped) == {"x[y", "[[z]", "dbg", "loc", "\u20ac"}
+    assert skipped["x[y"].startswith("does not compile")
+    assert skipped["[[z]"].startswith("compiling it warns")
+    assert skipped["dbg"] == "DEBUG flag" and skipped["loc"].startswith("LOCALE flag")
+    assert skipped["\u20ac"] == "not a bytes pattern"
+    assert len(errors) == 1 and "malformed regular expression record" in errors[0]
