@@ -131,16 +131,6 @@ def run_dump(list_path, archive_path, *, verbose=False):
     records, errors = read_list(list_path)
     report = DumpReport(archive=str(archive_path), list_errors=errors)
     writer = _cds.ArchiveWriter()
-    # pycds's own runtime, which the archive's finder then starts without the import system.
-    # It goes first: every process that serves a module runs it before anything else, so its
-    # objects sit next to the metadata and its interned strings take the first numbers (the
-    # first cells of each process's string table, the first texts of the strings section).
-    here = [os.path.dirname(os.path.abspath(__file__))]
-    runtime = PathFinder.find_spec("_runtime", here)
-    if runtime is not None and type(runtime.loader) is SourceFileLoader:
-        reason = _add(writer, report, _cds.RUNTIME_ENTRY, runtime, here)
-        if reason is not None and verbose:
-            print(f"pycds: pycds runtime not archived: {reason}", file=sys.stderr)
     resolver = _Resolver()
     for rec in records:
         if "regex" in rec:
@@ -166,9 +156,8 @@ def run_dump(list_path, archive_path, *, verbose=False):
             report.skipped[name] = reason
             if verbose:
                 print(f"pycds: skipped {name}: {reason}", file=sys.stderr)
-    own = _cds.RUNTIME_ENTRY in writer
     stats = writer.write(os.fspath(archive_path))
-    report.modules = stats["modules"] - own  # the program's modules
+    report.modules = stats["modules"]
     report.file_bytes = stats["file_bytes"]
     report.objects_bytes = stats["objects_bytes"]
     report.seconds = time.perf_counter() - started

@@ -3,9 +3,7 @@
 //! importer, `re` warning the caller of `re.compile`) must name the same file and line as
 //! without pycds, and `warnings` counts Python frames only.
 //!
-//! - [`ExecModule`]: `ArchiveLoader.exec_module`. It runs the module with the source loader's own
-//!   `exec_module` (importlib's frames are skipped by `warnings`), then calls back into
-//!   `cds._runtime` for what follows the module's run.
+//! - The archive loader's methods (`serve::LoaderMethod`).
 //! - [`RegexCompile`]: `re._compiler.compile` while tracing (it records each pattern) or
 //!   serving (it builds a pattern from the archive's program when it holds one).
 
@@ -15,46 +13,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::{regex, Archive};
-
-/// A method descriptor: `loader.exec_module(module)` calls `base(loader, module)` and then
-/// `after(loader, module)`.
-#[pyclass(module = "cds._cds", frozen)]
-pub struct ExecModule {
-    base: Py<PyAny>,
-    after: Py<PyAny>,
-}
-
-#[pymethods]
-impl ExecModule {
-    #[new]
-    fn new(base: Py<PyAny>, after: Py<PyAny>) -> Self {
-        ExecModule { base, after }
-    }
-
-    fn __get__(slf: Py<Self>, py: Python<'_>, obj: Option<Py<PyAny>>, _owner: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        match obj {
-            None => Ok(slf.into_any()),
-            Some(loader) => Ok(Py::new(py, BoundExecModule { method: slf, loader })?.into_any()),
-        }
-    }
-}
-
-/// [`ExecModule`] bound to a loader.
-#[pyclass(module = "cds._cds", frozen)]
-pub struct BoundExecModule {
-    method: Py<ExecModule>,
-    loader: Py<PyAny>,
-}
-
-#[pymethods]
-impl BoundExecModule {
-    fn __call__(&self, py: Python<'_>, module: Bound<'_, PyAny>) -> PyResult<()> {
-        let m = self.method.get();
-        m.base.call1(py, (&self.loader, &module))?;
-        m.after.call1(py, (&self.loader, &module))?;
-        Ok(())
-    }
-}
 
 /// Stands in for `re._compiler.compile(p, flags=0)`, the call `re` makes for a pattern not in
 /// its own cache. With an archive, a pattern whose program the archive holds is made by
@@ -69,8 +27,6 @@ pub struct RegexCompile {
     debug: i64,
     archive: Option<Py<Archive>>,
     record: Option<Py<PyAny>>,
-    /// Called with a message when an archived program could not be used.
-    report: Option<Py<PyAny>>,
     served: AtomicUsize,
 }
 
@@ -79,13 +35,12 @@ impl RegexCompile {
     /// Puts a stand-in in place of `compiler.compile` (`compiler` is `re._compiler`) and returns
     /// it; `None` when one is there already.
     #[staticmethod]
-    #[pyo3(signature = (compiler, archive=None, record=None, report=None))]
-    fn install(
+    #[pyo3(signature = (compiler, archive=None, record=None))]
+    pub(crate) fn install(
         py: Python<'_>,
         compiler: &Bound<'_, PyAny>,
         archive: Option<Py<Archive>>,
         record: Option<Py<PyAny>>,
-        report: Option<Py<PyAny>>,
     ) -> PyResult<Option<Py<RegexCompile>>> {
         let original = compiler.getattr("compile")?;
         if original.is_instance_of::<RegexCompile>() {
@@ -99,7 +54,6 @@ impl RegexCompile {
                 debug: compiler.getattr("SRE_FLAG_DEBUG")?.extract()?,
                 archive,
                 record,
-                report,
                 served: AtomicUsize::new(0),
             },
         )?;
@@ -143,7 +97,7 @@ impl RegexCompile {
     /// Patterns made from the archive's programs so far.
     #[getter]
     fn served(&self) -> usize {
-        self.served.load(Relaxed)
+        self.served_count()
     }
 
     #[getter]
@@ -154,10 +108,12 @@ impl RegexCompile {
 }
 
 impl RegexCompile {
+    pub(crate) fn served_count(&self) -> usize {
+        self.served.load(Relaxed)
+    }
+
     fn say(&self, py: Python<'_>, pattern: &Bound<'_, PyAny>, why: &str) {
-        if let Some(report) = &self.report {
-            let shown = pattern.repr().map(|r| r.to_string()).unwrap_or_default();
-            let _ = report.call1(py, (format!("archived program of regular expression {shown} not used: {why}"),));
-        }
+        let shown = pattern.repr().map(|r| r.to_string()).unwrap_or_default();
+        crate::serve::say(py, 1, &format!("archived program of regular expression {shown} not used: {why}"));
     }
 }

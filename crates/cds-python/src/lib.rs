@@ -15,6 +15,7 @@ mod mapping;
 mod pathstate;
 mod regex;
 mod run_ahead;
+mod serve;
 mod validate;
 
 use cds_archive::{ArchiveBuilder, ModuleMeta, SearchEntry};
@@ -321,24 +322,68 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The module's classes and exception, made on first use: making a type costs start-up time
+/// (`python -c pass` loads this module), and most processes need only some of them. Attribute
+/// access finds the ones not made yet through the module's `__getattr__` (PEP 562), which makes
+/// the type and stores it in the module.
+const LAZY_ATTRS: [&str; 5] = ["Archive", "ArchiveWriter", "ArchiveFinder", "RegexCompile", "ArchiveError"];
+
+fn lazy_attr<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
+    let ty = match name {
+        "Archive" => py.get_type::<Archive>(),
+        "ArchiveWriter" => py.get_type::<ArchiveWriter>(),
+        "ArchiveFinder" => py.get_type::<finder::ArchiveFinder>(),
+        "RegexCompile" => py.get_type::<hooks::RegexCompile>(),
+        "ArchiveError" => py.get_type::<ArchiveError>(),
+        _ => return None,
+    };
+    Some(ty.into_any())
+}
+
+/// `_cds.__getattr__`: makes a class of the module on first access (see `LAZY_ATTRS`).
+#[pyfunction]
+#[pyo3(name = "__getattr__", pass_module)]
+fn module_getattr<'py>(module: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let value = lazy_attr(module.py(), name)
+        .ok_or_else(|| pyo3::exceptions::PyAttributeError::new_err(format!("module 'cds._cds' has no attribute '{name}'")))?;
+    module.dict().set_item(name, &value)?;
+    Ok(value)
+}
+
+/// `_cds.__dir__`: the module's attributes, with the classes not made yet.
+#[pyfunction]
+#[pyo3(name = "__dir__", pass_module)]
+fn module_dir(module: &Bound<'_, PyModule>) -> PyResult<Vec<String>> {
+    let mut names: Vec<String> = module.dict().keys().extract()?;
+    names.extend(LAZY_ATTRS.iter().map(|s| s.to_string()));
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 #[pymodule]
 fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Archive>()?;
-    m.add_class::<ArchiveWriter>()?;
-    m.add_class::<finder::ArchiveFinder>()?;
-    m.add_class::<hooks::ExecModule>()?;
-    m.add_class::<hooks::RegexCompile>()?;
-    m.add_function(wrap_pyfunction!(finder::boot, m)?)?;
-    m.add_function(wrap_pyfunction!(finder::booted, m)?)?;
-    m.add_function(wrap_pyfunction!(finder::insert_finder, m)?)?;
-    m.add("ArchiveError", m.py().get_type::<ArchiveError>())?;
-    m.add_function(wrap_pyfunction!(path_state, m)?)?;
-    m.add_function(wrap_pyfunction!(source_stat, m)?)?;
-    m.add_function(wrap_pyfunction!(interpreter_fingerprint, m)?)?;
-    m.add_function(wrap_pyfunction!(layout_facts, m)?)?;
-    m.add("LAYOUT_PYTHON", layout::PY_VERSION)?;
-    m.add("IMMORTAL_OBJECTS", layout::IMMORTAL_OBJECTS)?;
-    m.add("FORMAT_VERSION", cds_archive::FORMAT_VERSION)?;
-    m.add("RUNTIME_ENTRY", finder::RUNTIME_ENTRY)?;
+    // Set in the module's dict directly: `PyModule::add` also keeps an `__all__`, which costs
+    // start-up time and which nothing imports `*` from.
+    let d = m.dict();
+    for f in [
+        wrap_pyfunction!(finder::boot, m)?,
+        wrap_pyfunction!(finder::booted, m)?,
+        wrap_pyfunction!(finder::insert_finder, m)?,
+        wrap_pyfunction!(path_state, m)?,
+        wrap_pyfunction!(source_stat, m)?,
+        wrap_pyfunction!(interpreter_fingerprint, m)?,
+        wrap_pyfunction!(layout_facts, m)?,
+        wrap_pyfunction!(serve::serve_log, m)?,
+        wrap_pyfunction!(serve::set_verbosity, m)?,
+        wrap_pyfunction!(serve::say_py, m)?,
+        wrap_pyfunction!(module_getattr, m)?,
+        wrap_pyfunction!(module_dir, m)?,
+    ] {
+        d.set_item(f.getattr("__name__")?, f)?;
+    }
+    d.set_item("LAYOUT_PYTHON", layout::PY_VERSION)?;
+    d.set_item("IMMORTAL_OBJECTS", layout::IMMORTAL_OBJECTS)?;
+    d.set_item("FORMAT_VERSION", cds_archive::FORMAT_VERSION)?;
     Ok(())
 }
