@@ -126,3 +126,22 @@ def test_the_extension_loads_no_shared_library_plain_cpython_does_not(project):
     extra = sorted(p for p in mapped if p.rsplit("/", 1)[-1] not in plain and "/cds/_cds." not in p)
     # Only the archive may be added (when one is mapped); never a library.
     assert [p for p in extra if ".so" in p.rsplit("/", 1)[-1]] == [], extra
+
+
+def test_serving_does_not_need_importlib_in_sys_modules(project):
+    """CPython's own tests import a fresh `importlib` with `_frozen_importlib_external` blocked
+    (`None`) in `sys.modules`; modules imported meanwhile are still served, as a normal import
+    still finds them."""
+    make(project)
+    code = ("import sys\n"
+            "saved = sys.modules['_frozen_importlib_external']\n"
+            "sys.modules['_frozen_importlib_external'] = None\n"
+            "try:\n"
+            "    import helper\n"
+            "finally:\n"
+            "    sys.modules['_frozen_importlib_external'] = saved\n"
+            "import cds\n"
+            "print(helper.X, type(helper.__spec__.loader).__name__, cds.info()['served'])\n")
+    proc = project.share("-c", code)
+    assert proc.stdout == "helper ArchiveLoader ['helper']\n", proc.stdout + proc.stderr
+    assert proc.stderr == ""

@@ -31,8 +31,9 @@ pub struct ArchiveFinder {
 #[pymethods]
 impl ArchiveFinder {
     #[new]
-    fn new(path: String) -> Self {
-        ArchiveFinder { path, archive: OnceLock::new() }
+    fn new(py: Python<'_>, path: String) -> PyResult<Self> {
+        serve::prepare(py)?;
+        Ok(ArchiveFinder { path, archive: OnceLock::new() })
     }
 
     #[getter]
@@ -120,7 +121,7 @@ pub fn boot(py: Python<'_>) {
             // -E / -I: leave it to activate(), which ignores PYCDS* then.
             return Ok(false);
         }
-        insert_finder(py, Bound::new(py, ArchiveFinder::new(archive.clone()))?.into_any())?;
+        insert_finder(py, Bound::new(py, ArchiveFinder::new(py, archive.clone())?)?.into_any())?;
         let _ = BOOTED.set(archive);
         Ok(true)
     })()

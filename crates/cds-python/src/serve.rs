@@ -63,7 +63,7 @@ pub fn say(py: Python<'_>, level: u8, message: &str) {
         return;
     }
     let _ = (|| -> PyResult<()> {
-        let stderr = py.import("sys")?.getattr("stderr")?;
+        let stderr = sys(py)?.getattr("stderr")?;
         stderr.call_method1("write", (format!("pycds: {message}\n"),))?;
         stderr.call_method0("flush")?;
         Ok(())
@@ -120,14 +120,44 @@ pub fn serve_log(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
-static SOURCE_LOADER: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// What serving uses of importlib's bootstrap, taken when the finder is made ([`prepare`]): a
+/// program may later block the bootstrap modules in `sys.modules` (CPython's own tests import
+/// a fresh `importlib` with `_frozen_importlib_external` set to `None`), and imports must still
+/// be served meanwhile.
+struct Bootstrap {
+    sys: Py<PyModule>,
+    source_loader: Py<PyType>,
+    path_finder: Py<PyAny>,
+    spec_from_file_location: Py<PyAny>,
+}
+
+static BOOTSTRAP: PyOnceLock<Bootstrap> = PyOnceLock::new();
 static LOADER_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static SPEC_FROM_FILE_LOCATION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Takes what serving needs of importlib's bootstrap (see [`Bootstrap`]). Called when a
+/// finder is made; later calls do nothing.
+pub fn prepare(py: Python<'_>) -> PyResult<()> {
+    bootstrap(py).map(|_| ())
+}
+
+fn bootstrap(py: Python<'_>) -> PyResult<&Bootstrap> {
+    BOOTSTRAP.get_or_try_init(py, || {
+        let external = py.import("_frozen_importlib_external")?;
+        Ok::<_, PyErr>(Bootstrap {
+            sys: py.import("sys")?.unbind(),
+            source_loader: external.getattr("SourceFileLoader")?.cast_into::<PyType>()?.unbind(),
+            path_finder: external.getattr("PathFinder")?.unbind(),
+            spec_from_file_location: external.getattr("spec_from_file_location")?.unbind(),
+        })
+    })
+}
+
+fn sys(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    bootstrap(py).map(|b| b.sys.bind(py))
+}
 
 fn source_loader(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    SOURCE_LOADER
-        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("_frozen_importlib_external")?.getattr("SourceFileLoader")?.cast_into::<PyType>()?.unbind()))
-        .map(|t| t.bind(py))
+    bootstrap(py).map(|b| b.source_loader.bind(py))
 }
 
 /// `ArchiveLoader`, the loader of a served module: a subclass of `SourceFileLoader` whose
@@ -173,7 +203,7 @@ pub fn spec(
     let search = match path {
         Some(p) if !p.is_none() => p,
         _ => {
-            sys_path = py.import("sys")?.getattr("path")?;
+            sys_path = sys(py)?.getattr("path")?;
             &sys_path
         }
     };
@@ -196,7 +226,7 @@ pub fn spec(
     if let Some(unverified) = &check.unverified {
         // The cheap proof failed: search as the import system would, and serve only if that
         // finds the very same source file.
-        let found = py.import("_frozen_importlib_external")?.getattr("PathFinder")?.call_method1("find_spec", (fullname, path, target))?;
+        let found = bootstrap(py)?.path_finder.bind(py).call_method1("find_spec", (fullname, path, target))?;
         let same = !found.is_none()
             && found.getattr("origin")?.extract::<Option<String>>().ok().flatten().as_deref() == Some(check.origin.as_str())
             && found.getattr("loader")?.get_type().is(source_loader(py)?);
@@ -209,7 +239,7 @@ pub fn spec(
     }
     let first = log().served_from.is_none();
     if first {
-        let modules = py.import("sys")?.getattr("modules")?.cast_into::<PyDict>()?;
+        let modules = sys(py)?.getattr("modules")?.cast_into::<PyDict>()?;
         if let Some(compiler) = modules.get_item("re._compiler")? {
             // re was imported before the archive served anything (by a .pth file, say): its
             // compiler did not come from the archive, but may still take the archive's programs.
@@ -224,10 +254,7 @@ pub fn spec(
     let kwargs = PyDict::new(py);
     kwargs.set_item("loader", loader)?;
     kwargs.set_item("submodule_search_locations", locations)?;
-    let spec_from = SPEC_FROM_FILE_LOCATION.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("_frozen_importlib_external")?.getattr("spec_from_file_location")?.unbind())
-    })?;
-    Ok(spec_from.bind(py).call((fullname, &check.origin), Some(&kwargs))?.unbind())
+    Ok(bootstrap(py)?.spec_from_file_location.bind(py).call((fullname, &check.origin), Some(&kwargs))?.unbind())
 }
 
 /// Makes `re._compiler.compile` (what `re` calls for a pattern not in its own cache) take the
