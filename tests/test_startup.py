@@ -68,12 +68,12 @@ def test_served_module_has_the_archive_loader_and_info_reports_it(project):
     code = ("import sys, helper\n"
             "from importlib.machinery import SourceFileLoader\n"
             "l = helper.__spec__.loader\n"
-            "print(type(l).__name__, isinstance(l, SourceFileLoader), l == SourceFileLoader('helper', helper.__file__),\n"
+            "print(type(l).__name__, type(l) is sys.modules['cds._cds'].ArchiveLoader, isinstance(l, SourceFileLoader), l == SourceFileLoader('helper', helper.__file__),\n"
             "      hash(l) == hash(SourceFileLoader('helper', helper.__file__)), l.get_source('helper') == open(helper.__file__).read())\n"
             "import cds; i = cds.info()\n"
             "print(i['served'], i['fallbacks'], i['error'], type(sys.modules['cds._runtime'].__loader__).__name__)\n")
     proc = project.share("-c", code)
-    assert proc.stdout == "ArchiveLoader True True True True\n['helper'] {} None SourceFileLoader\n", proc.stdout
+    assert proc.stdout == "ArchiveLoader True True True True True\n['helper'] {} None SourceFileLoader\n", proc.stdout
     assert proc.stderr == ""
 
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterable
 from os import PathLike
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ModuleSpec, SourceFileLoader
 from types import CodeType, ModuleType
 from typing import Any, Optional
 
@@ -66,6 +66,14 @@ class ArchiveFinder:
         self, fullname: str, path: Optional[Any] = None, target: Optional[Any] = None
     ) -> Optional[ModuleSpec]: ...
     def invalidate_caches(self) -> None: ...
+
+class ArchiveLoader(SourceFileLoader):
+    """The loader of a served module: ``SourceFileLoader`` whose ``get_code`` returns the
+    archived code object; its methods are native (no Python frame). Equal to (and hashed like)
+    the ``SourceFileLoader`` of the same name and path."""
+
+    def get_code(self, fullname: str) -> CodeType: ...
+    def exec_module(self, module: ModuleType) -> None: ...
 
 class RegexCompile:
     """Stands in for ``re._compiler.compile`` (adds no Python frame): builds a pattern from the

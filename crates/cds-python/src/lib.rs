@@ -326,25 +326,26 @@ fn hex(b: &[u8]) -> String {
 /// (`python -c pass` loads this module), and most processes need only some of them. Attribute
 /// access finds the ones not made yet through the module's `__getattr__` (PEP 562), which makes
 /// the type and stores it in the module.
-const LAZY_ATTRS: [&str; 5] = ["Archive", "ArchiveWriter", "ArchiveFinder", "RegexCompile", "ArchiveError"];
+const LAZY_ATTRS: [&str; 6] = ["Archive", "ArchiveWriter", "ArchiveFinder", "ArchiveLoader", "RegexCompile", "ArchiveError"];
 
-fn lazy_attr<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
+fn lazy_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
     let ty = match name {
         "Archive" => py.get_type::<Archive>(),
         "ArchiveWriter" => py.get_type::<ArchiveWriter>(),
         "ArchiveFinder" => py.get_type::<finder::ArchiveFinder>(),
+        "ArchiveLoader" => serve::loader_class(py)?.clone(),
         "RegexCompile" => py.get_type::<hooks::RegexCompile>(),
         "ArchiveError" => py.get_type::<ArchiveError>(),
-        _ => return None,
+        _ => return Ok(None),
     };
-    Some(ty.into_any())
+    Ok(Some(ty.into_any()))
 }
 
 /// `_cds.__getattr__`: makes a class of the module on first access (see `LAZY_ATTRS`).
 #[pyfunction]
 #[pyo3(name = "__getattr__", pass_module)]
 fn module_getattr<'py>(module: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let value = lazy_attr(module.py(), name)
+    let value = lazy_attr(module.py(), name)?
         .ok_or_else(|| pyo3::exceptions::PyAttributeError::new_err(format!("module 'cds._cds' has no attribute '{name}'")))?;
     module.dict().set_item(name, &value)?;
     Ok(value)

@@ -43,6 +43,8 @@ struct ServeLog {
     regex_hook: Option<Py<RegexCompile>>,
 }
 
+/// Held only while copying in or out, never across a call into Python (which may import, and
+/// so come back here).
 static LOG: Mutex<ServeLog> = Mutex::new(ServeLog {
     served: Vec::new(),
     fallbacks: Vec::new(),
@@ -104,19 +106,32 @@ pub fn say_py(py: Python<'_>, level: u8, message: &str) {
 /// `_cds.serve_log()`: what SHARE did so far (see `cds.info`).
 #[pyfunction]
 pub fn serve_log(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let log = log();
+    // A snapshot first: making Python objects may run the garbage collector, and a finalizer
+    // may import (and so come back here for the lock).
+    let (served, fallbacks, released, released_bytes, error, regexes, prepared_ahead) = {
+        let log = log();
+        (
+            log.served.clone(),
+            log.fallbacks.clone(),
+            log.released,
+            log.released_bytes,
+            log.error.clone(),
+            log.regex_hook.as_ref().map_or(0, |h| h.get().served_count()),
+            log.served_from.as_ref().map_or(0, |a| a.get().inner.prepared_ahead()),
+        )
+    };
     let d = PyDict::new(py);
-    d.set_item("served", PyList::new(py, &log.served)?)?;
-    let fallbacks = PyDict::new(py);
-    for (name, reason) in &log.fallbacks {
-        fallbacks.set_item(name, reason)?;
+    d.set_item("served", PyList::new(py, served)?)?;
+    let by_name = PyDict::new(py);
+    for (name, reason) in fallbacks {
+        by_name.set_item(name, reason)?;
     }
-    d.set_item("fallbacks", fallbacks)?;
-    d.set_item("released", log.released)?;
-    d.set_item("released_bytes", log.released_bytes)?;
-    d.set_item("error", &log.error)?;
-    d.set_item("regexes", log.regex_hook.as_ref().map_or(0, |h| h.get().served_count()))?;
-    d.set_item("prepared_ahead", log.served_from.as_ref().map_or(0, |a| a.get().inner.prepared_ahead()))?;
+    d.set_item("fallbacks", by_name)?;
+    d.set_item("released", released)?;
+    d.set_item("released_bytes", released_bytes)?;
+    d.set_item("error", error)?;
+    d.set_item("regexes", regexes)?;
+    d.set_item("prepared_ahead", prepared_ahead)?;
     Ok(d)
 }
 
