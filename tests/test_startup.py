@@ -71,9 +71,12 @@ def test_served_module_has_the_archive_loader_and_info_reports_it(project):
             "print(type(l).__name__, type(l) is sys.modules['cds._cds'].ArchiveLoader, isinstance(l, SourceFileLoader), l == SourceFileLoader('helper', helper.__file__),\n"
             "      hash(l) == hash(SourceFileLoader('helper', helper.__file__)), l.get_source('helper') == open(helper.__file__).read())\n"
             "import cds; i = cds.info()\n"
-            "print(i['served'], i['fallbacks'], i['error'], type(sys.modules['cds._runtime'].__loader__).__name__)\n")
+            "print(i['served'], i['fallbacks'], i['error'], type(sys.modules['cds._runtime'].__loader__).__name__)\n"
+            "f = next(f for f in sys.meta_path if type(f).__name__ == 'ArchiveFinder')\n"
+            "print(f.archive is l._cds_archive, f.archive.path == f.path)\n")
     proc = project.share("-c", code)
-    assert proc.stdout == "ArchiveLoader True True True True True\n['helper'] {} None SourceFileLoader\n", proc.stdout
+    assert proc.stdout == ("ArchiveLoader True True True True True\n['helper'] {} None SourceFileLoader\n"
+                           "True True\n"), proc.stdout
     assert proc.stderr == ""
 
 
@@ -92,9 +95,10 @@ def test_unusable_archive_reported_once_and_program_runs(project):
     assert proc.stdout == "helper\n"
     assert proc.stderr.count("archive not used, running normally") == 1, proc.stderr
     # Without diagnostics: silent, and cds.info() says why.
-    proc = project.share("-c", "import helper, cds; print(cds.info()['error'])")
+    proc = project.share("-c", "import sys, helper, cds; print(cds.info()['error'])\n"
+                               "print([f.archive for f in sys.meta_path if type(f).__name__ == 'ArchiveFinder'])")
     assert "not an archive" in proc.stdout or "magic" in proc.stdout.lower() or "truncated" in proc.stdout, proc.stdout
-    assert proc.stderr == ""
+    assert proc.stdout.endswith("\n[None]\n") and proc.stderr == "", proc.stdout
 
 
 def test_trace_and_dump_modes_still_start_from_the_runtime(project):

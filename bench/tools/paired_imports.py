@@ -19,7 +19,6 @@ machine, per-round ratios from adjacent runs are steadier than ratios of separat
 
 import argparse
 import ast
-import json
 import os
 import statistics
 import subprocess
@@ -35,13 +34,7 @@ WORK = BENCH / ".work"
 PREFIX = r'''
 import gc, os, runpy, sys
 finder = next(f for f in sys.meta_path if type(f).__name__ == "ArchiveFinder")
-import cds._runtime as rt
-seen = []
-serve = rt._serve
-rt._serve = lambda archive, *rest: seen.append(archive)
-finder.find_spec(sys.argv[1])
-rt._serve = serve
-archive = seen[0]
+archive = finder.archive
 for i in range(archive.stats()["modules"]):
     try:
         archive.load(i)
@@ -49,8 +42,8 @@ for i in range(archive.stats()["modules"]):
         pass
 gc.collect()
 gc.freeze()
-script = sys.argv[2]
-sys.argv = sys.argv[2:]
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
 sys.path[0] = os.path.dirname(script)
 runpy.run_path(script, run_name="__main__")
 '''
@@ -64,12 +57,9 @@ def main():
     script = BENCH / "workloads" / f"{args.workload}.py"
     modlist = WORK / "lists" / f"{args.workload}.modules"
     archive = WORK / "archives" / f"{args.workload}.pycds.img"
-    for p in (script, modlist, archive, WORK / "lists" / f"{args.workload}.pycds.lst"):
+    for p in (script, modlist, archive):
         if not p.exists():
             sys.exit(f"{p} is missing: run `python bench/run.py` first")
-    traced = WORK / "lists" / f"{args.workload}.pycds.lst"
-    # A module the archive holds: asking the finder for it hands the archive to `_serve`.
-    first = json.loads(traced.read_text().splitlines()[0])["name"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYCDS", "BENCH_"))}
     env.pop("VIRTUAL_ENV", None)
     share = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)}
@@ -79,7 +69,7 @@ def main():
         prefix.write_text(PREFIX)
         sides = {
             "floor": ([plain_py, BENCH / "tools" / "floor.py", modlist, script], {}),
-            "prefixed": ([pycds_py, prefix, first, script], share),
+            "prefixed": ([pycds_py, prefix, script], share),
             "pycds": ([pycds_py, script], share),
         }
         stamps = Path(tmp) / "stamps"

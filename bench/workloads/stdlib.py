@@ -194,10 +194,11 @@ def _bench_report():
                 rec["hwm_kb"] = int(line.split()[1])
         if os.environ.get("BENCH_INFO"):
             cds = sys.modules.get("cds")
-            # pycds: its runtime holds info(); the `cds` package itself may never be imported.
-            info = getattr(sys.modules.get("cds._runtime"), "info", None)
-            if info is not None:  # pycds
-                i = info()
+            # pycds: the extension records what it served (the `cds` package and its runtime
+            # are not imported by serving).
+            serve_log = getattr(sys.modules.get("cds._cds"), "serve_log", None)
+            if serve_log is not None:  # pycds
+                i = serve_log()
                 rec["served"] = len(i["served"])
                 rec["fallbacks"] = len(i["fallbacks"])
                 rec["fallback_reasons"] = dict(list(i["fallbacks"].items())[:20])

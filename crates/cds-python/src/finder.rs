@@ -41,6 +41,13 @@ impl ArchiveFinder {
         &self.path
     }
 
+    /// The mapped archive (opened now if no import has opened it yet), or `None` if it cannot
+    /// be used (`cds.info()['error']` says why).
+    #[getter(archive)]
+    fn archive_py(&self, py: Python<'_>) -> PyResult<Option<Py<Archive>>> {
+        Ok(self.archive(py)?.map(|a| a.clone_ref(py)))
+    }
+
     /// The spec for an archived module that is still current, else `None` (the import system
     /// goes on to `PathFinder`).
     #[pyo3(signature = (fullname, path=None, target=None))]
