@@ -74,37 +74,11 @@ impl Archive {
         self.inner.lookup(name).map_err(err)
     }
 
-    /// `(origin, is_package, stale, unverified)` for module `index` against the live search
-    /// path `search`. `stale` says why the source no longer matches; `unverified` why the
-    /// cheap proof that `search` still finds the same file failed. Both `None`: serve it.
-    fn check(
-        &self,
-        index: u32,
-        search: &Bound<'_, PyAny>,
-    ) -> PyResult<(String, bool, Option<String>, Option<String>)> {
-        let mut live = Vec::new();
-        for item in search.try_iter()? {
-            // A non-str entry cannot equal a recorded path; keep the positions aligned.
-            live.push(item?.extract::<String>().unwrap_or_else(|_| "\0".to_owned()));
-        }
-        let c = self.inner.check(index, &live).map_err(err)?;
-        Ok((c.origin, c.is_package, c.stale, c.unverified))
-    }
-
     /// The code object of module `index`, fixed up on first use.
     pub(crate) fn load(&self, py: Python<'_>, index: u32) -> PyResult<Py<PyAny>> {
         let (code, _) = self.inner.load(index).map_err(err)?;
         // SAFETY: `load` returns a new reference to a valid code object, with the GIL held.
         Ok(unsafe { Bound::from_owned_ptr(py, code) }.unbind())
-    }
-
-    /// After module `index` ran: gives back its run-once objects' pages if nothing refers to
-    /// them. Returns `(bytes_released, why_kept)`.
-    fn release(&self, index: u32) -> (usize, Option<String>) {
-        match self.inner.release(index) {
-            Ok(n) => (n, None),
-            Err(why) => (0, Some(why)),
-        }
     }
 
     /// Facts about the archive and its mapping.
