@@ -149,3 +149,30 @@ def test_serving_does_not_need_importlib_in_sys_modules(project):
     proc = project.share("-c", code)
     assert proc.stdout == "helper ArchiveLoader ['helper']\n", proc.stdout + proc.stderr
     assert proc.stderr == ""
+
+
+def test_an_error_while_serving_falls_back_to_the_normal_import(project):
+    """Whatever goes wrong while serving a module (here the package's `__path__` fails the
+    first time it is iterated, which is the finder's check), the import goes on to the normal
+    search, and `cds.info()` says why."""
+    project.write("pkg/__init__.py", "")
+    project.write("pkg/sub.py", "X = 'sub'\n")
+    project.write("main.py", "import pkg.sub\n")
+    project.trace("main.py")
+    project.dump()
+    code = ("import pkg\n"
+            "class Flaky(list):\n"
+            "    raised = False\n"
+            "    def __iter__(self):\n"
+            "        if not Flaky.raised:\n"
+            "            Flaky.raised = True\n"
+            "            raise RuntimeError('boom')\n"
+            "        return super().__iter__()\n"
+            "pkg.__path__ = Flaky(pkg.__path__)\n"
+            "import pkg.sub, cds\n"
+            "i = cds.info()\n"
+            "print(pkg.sub.X, type(pkg.sub.__spec__.loader).__name__, 'pkg' in i['served'],\n"
+            "      'pkg.sub' in i['served'], i['fallbacks'])\n")
+    proc = project.share("-c", code)
+    assert proc.stdout == "sub SourceFileLoader True False {'pkg.sub': 'not served: boom'}\n", proc.stdout + proc.stderr
+    assert proc.stderr == ""

@@ -61,7 +61,16 @@ impl ArchiveFinder {
         let Some(archive) = self.archive(py)? else { return Ok(py.None()) };
         match archive.get().inner.lookup(fullname) {
             Ok(None) => Ok(py.None()),
-            Ok(Some(index)) => serve::spec(py, archive, index, fullname, path.as_ref(), target.as_ref()),
+            Ok(Some(index)) => match serve::spec(py, archive, index, fullname, path.as_ref(), target.as_ref()) {
+                Ok(spec) => Ok(spec),
+                Err(e) => {
+                    // Never fail an import that a normal search can do: the import system goes
+                    // on to `PathFinder` (which raises the same error itself if it is one of
+                    // the search's own).
+                    serve::fallback(py, fullname, &format!("not served: {}", e.value(py)));
+                    Ok(py.None())
+                }
+            },
             Err(why) => {
                 serve::fallback(py, fullname, &format!("archive entry unusable: {why}"));
                 Ok(py.None())

@@ -254,8 +254,12 @@ pub fn spec(
     }
     let first = log().served_from.is_none();
     if first {
-        let modules = sys(py)?.getattr("modules")?.cast_into::<PyDict>()?;
-        if let Some(compiler) = modules.get_item("re._compiler")? {
+        let modules = sys(py)?.getattr("modules")?;
+        let compiler = match modules.cast::<PyDict>() {
+            Ok(dict) => dict.get_item("re._compiler")?,
+            Err(_) => modules.get_item("re._compiler").ok(),
+        };
+        if let Some(compiler) = compiler {
             // re was imported before the archive served anything (by a .pth file, say): its
             // compiler did not come from the archive, but may still take the archive's programs.
             serve_regexes(py, &compiler, archive);
