@@ -14,8 +14,8 @@ __all__ = ["info", "__version__"]
 
 
 def _bind_loaded_submodules():
-    # pycds.pth loads `cds._cds`, and the archive's finder may run `cds._runtime`, before this
-    # package is imported: bind them here as the import system binds a submodule on its parent.
+    # pycds.pth loads `cds._cds` before this package is imported (and a serving process may never
+    # import it): bind it here as the import system binds a submodule on its parent.
     import sys
 
     for name in ("_cds", "_runtime"):

@@ -144,8 +144,8 @@ enum PageDrop {
 /// waiting for its import holds only its list of interned-string slots.
 const RUN_AHEAD: usize = 16;
 /// Imports served before the run-ahead thread starts: a process that only starts up (the
-/// archive's first module from a `.pth`, and `cds._runtime`) never pays for it.
-const RUN_AHEAD_AFTER: usize = 3;
+/// archive's first module from a `.pth`) never pays for it.
+const RUN_AHEAD_AFTER: usize = 2;
 /// How long the thread waits for more work before it exits.
 const RUN_AHEAD_IDLE: Duration = Duration::from_millis(20);
 
