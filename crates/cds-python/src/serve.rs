@@ -242,11 +242,19 @@ pub fn spec(
         // The cheap proof failed: search as the import system would, and serve only if that
         // finds the very same source file.
         let found = bootstrap(py)?.path_finder.bind(py).call_method1("find_spec", (fullname, path, target))?;
-        let same = !found.is_none()
-            && found.getattr("origin")?.extract::<Option<String>>().ok().flatten().as_deref() == Some(check.origin.as_str())
-            && found.getattr("loader")?.get_type().is(source_loader(py)?);
+        let origin = if found.is_none() { None } else { Some(found.getattr("origin")?) };
+        let same = match &origin {
+            Some(o) => {
+                o.extract::<Option<String>>().ok().flatten().as_deref() == Some(check.origin.as_str())
+                    && found.getattr("loader")?.get_type().is(source_loader(py)?)
+            }
+            None => false,
+        };
         if !same {
-            let origin = if found.is_none() { "nothing".to_owned() } else { found.getattr("origin")?.str()?.to_string() };
+            let origin = match origin {
+                Some(o) => o.str()?.to_string(),
+                None => "nothing".to_owned(),
+            };
             fallback(py, fullname, &format!("the search path now finds {origin} ({unverified})"));
             return Ok(found.unbind());
         }
