@@ -2,8 +2,8 @@
 
     python bench/tools/paired_empty.py [--rounds N] [--workload app]
 
-Run after `python bench/run.py` (it reuses bench/.work: the venvs and the workload's pycds
-archive). Each round runs `python -c pass` three times, in alternating order:
+Run after `python bench/run.py` (it reuses its work directory, bench/.work on 3.11: the venvs
+and the workload's pycds archive). Each round runs `python -c pass` three times, in alternating order:
 
 - `plain`: the plain venv;
 - `idle`: the pycds venv without `PYCDSMODE` (what the `.pth` start-up hook costs by itself);
@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
-WORK = BENCH / ".work"
+sys.path.insert(0, str(BENCH))
+from run import DEFAULT_WORK_DIR as WORK, child_env  # noqa: E402  (the benchmark's own choices)
 
 
 def main():
@@ -35,8 +36,7 @@ def main():
     for p in (archive, plain_py, pycds_py):
         if not p.exists():
             sys.exit(f"{p} is missing: run `python bench/run.py` first")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYCDS", "BENCH_"))}
-    env.pop("VIRTUAL_ENV", None)
+    env = child_env()
     sides = {
         "plain": (plain_py, env),
         "idle": (pycds_py, env),

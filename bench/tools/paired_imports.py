@@ -2,8 +2,8 @@
 
     python bench/tools/paired_imports.py [--rounds N] [--workload app]
 
-Run after `python bench/run.py` (it reuses bench/.work: the venvs, the workload's module list
-and its pycds archive). Each round runs, in alternating order, three processes of the workload:
+Run after `python bench/run.py` (it reuses its work directory, bench/.work on 3.11: the venvs,
+the workload's module list and its pycds archive). Each round runs, in alternating order, three processes of the workload:
 
 - `floor`: the plain venv with every code object preloaded (bench/tools/floor.py);
 - `prefixed`: the pycds venv in SHARE mode, with every archived module fixed up before the
@@ -19,7 +19,6 @@ machine, per-round ratios from adjacent runs are steadier than ratios of separat
 
 import argparse
 import ast
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
-WORK = BENCH / ".work"
+sys.path.insert(0, str(BENCH))
+from run import DEFAULT_WORK_DIR as WORK, child_env  # noqa: E402  (the benchmark's own choices)
 
 # Run by the pycds venv's interpreter in SHARE mode: fixes up every archived module, then runs
 # the workload as __main__ (its harness stamps the import phase).
@@ -60,8 +60,7 @@ def main():
     for p in (script, modlist, archive):
         if not p.exists():
             sys.exit(f"{p} is missing: run `python bench/run.py` first")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYCDS", "BENCH_"))}
-    env.pop("VIRTUAL_ENV", None)
+    env = child_env()
     share = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)}
     plain_py, pycds_py = WORK / "venv-plain/bin/python", WORK / "venv-pycds/bin/python"
     with tempfile.TemporaryDirectory() as tmp:
