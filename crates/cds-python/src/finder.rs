@@ -96,7 +96,7 @@ impl ArchiveFinder {
             (Some(why), _) => serve::archive_unusable(py, &why),
             (None, Some(a)) => {
                 let modules = a.get().inner.header().module_count;
-                serve::say(py, 2, &format!("serving from {} ({modules} modules)", self.path));
+                serve::say(py, 2, format_args!("serving from {} ({modules} modules)", self.path));
             }
             (None, None) => {}
         }

@@ -114,6 +114,6 @@ impl RegexCompile {
 
     fn say(&self, py: Python<'_>, pattern: &Bound<'_, PyAny>, why: &str) {
         let shown = pattern.repr().map(|r| r.to_string()).unwrap_or_default();
-        crate::serve::say(py, 1, &format!("archived program of regular expression {shown} not used: {why}"));
+        crate::serve::say(py, 1, format_args!("archived program of regular expression {shown} not used: {why}"));
     }
 }

@@ -60,7 +60,9 @@ fn log() -> MutexGuard<'static, ServeLog> {
 }
 
 /// Writes `pycds: <message>` to `sys.stderr` if `PYCDSVERBOSE` is at least `level`. Never fails.
-pub fn say(py: Python<'_>, level: u8, message: &str) {
+/// The message is formatted only then (`format_args!`): serving says something about every
+/// module at level 2, and a quiet process should not pay for building those lines.
+pub fn say(py: Python<'_>, level: u8, message: std::fmt::Arguments<'_>) {
     if VERBOSE.load(Relaxed) < level {
         return;
     }
@@ -81,13 +83,13 @@ pub fn fallback(py: Python<'_>, name: &str, reason: &str) {
             None => log.fallbacks.push((name.to_owned(), reason.to_owned())),
         }
     }
-    say(py, 1, &format!("{name}: imported normally: {reason}"));
+    say(py, 1, format_args!("{name}: imported normally: {reason}"));
 }
 
 /// Records that the archive cannot be used (the finder then answers nothing).
 pub fn archive_unusable(py: Python<'_>, reason: &str) {
     log().error = Some(reason.to_owned());
-    say(py, 1, &format!("archive not used, running normally: {reason}"));
+    say(py, 1, format_args!("archive not used, running normally: {reason}"));
 }
 
 /// `_cds.set_verbosity(level)`: the `PYCDSVERBOSE` level that `cds._runtime` read.
@@ -100,7 +102,7 @@ pub fn set_verbosity(level: u8) {
 #[pyfunction]
 #[pyo3(name = "say")]
 pub fn say_py(py: Python<'_>, level: u8, message: &str) {
-    say(py, level, message);
+    say(py, level, format_args!("{message}"));
 }
 
 /// `_cds.serve_log()`: what SHARE did so far (see `cds.info`).
@@ -258,7 +260,7 @@ pub fn spec(
             fallback(py, fullname, &format!("the search path now finds {origin} ({unverified})"));
             return Ok(found.unbind());
         }
-        say(py, 2, &format!("{fullname}: search re-checked ({unverified})"));
+        say(py, 2, format_args!("{fullname}: search re-checked ({unverified})"));
     }
     let first = log().served_from.is_none();
     if first {
@@ -294,7 +296,7 @@ fn serve_regexes(py: Python<'_>, compiler: &Bound<'_, PyAny>, archive: &Py<Archi
     match RegexCompile::install(py, compiler, Some(archive.clone_ref(py)), None) {
         Ok(Some(hook)) => log().regex_hook = Some(hook),
         Ok(None) => {}
-        Err(e) => say(py, 1, &format!("compiled regular expressions not used: {e}")),
+        Err(e) => say(py, 1, format_args!("compiled regular expressions not used: {e}")),
     }
 }
 
@@ -382,7 +384,7 @@ fn get_code(loader: &Bound<'_, PyAny>, fullname: &Bound<'_, PyAny>) -> PyResult<
             match archive.get().load(py, index) {
                 Ok(code) => {
                     log().served.push(fullname.clone());
-                    say(py, 2, &format!("served {fullname} from the archive"));
+                    say(py, 2, format_args!("served {fullname} from the archive"));
                     return Ok(code);
                 }
                 Err(e) => fallback(py, &fullname, &format!("archive data unusable: {}", e.value(py))),
@@ -411,9 +413,9 @@ fn exec_module(loader: &Bound<'_, PyAny>, module: &Bound<'_, PyAny>) -> PyResult
                 log.released += 1;
                 log.released_bytes += n;
             }
-            say(py, 2, &format!("{name}: released {n} bytes of run-once objects"));
+            say(py, 2, format_args!("{name}: released {n} bytes of run-once objects"));
         }
-        Err(kept) => say(py, 2, &format!("{name}: run-once objects kept: {kept}")),
+        Err(kept) => say(py, 2, format_args!("{name}: run-once objects kept: {kept}")),
     }
     Ok(())
 }
