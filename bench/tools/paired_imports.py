@@ -1,6 +1,6 @@
 """Where pycds's import phase stands against the exec-only floor, in paired rounds.
 
-    python bench/tools/paired_imports.py [--rounds N] [--workload app]
+    python bench/tools/paired_imports.py [--rounds N] [--workload app|stdlib|scale-N]
 
 Run after `python bench/run.py` (it reuses its work directory, bench/.work on 3.11: the venvs,
 the workload's module list and its pycds archive). Each round runs, in alternating order, three processes of the workload:
@@ -54,7 +54,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--workload", default="app")
     args = ap.parse_args()
-    script = BENCH / "workloads" / f"{args.workload}.py"
+    if args.workload.startswith("scale-"):  # the generated package of bench/run.py
+        script = WORK / "scale" / f"n{args.workload[len('scale-'):]}" / "entry.py"
+    else:
+        script = BENCH / "workloads" / f"{args.workload}.py"
     modlist = WORK / "lists" / f"{args.workload}.modules"
     archive = WORK / "archives" / f"{args.workload}.pycds.img"
     for p in (script, modlist, archive):
