@@ -55,6 +55,9 @@ else:
 SIDES = ("plain", "seed", "pycds")
 MODE_SIDES = ("seed", "pycds")
 RUN_TIMEOUT = 300.0
+# The `python -c pass` series measured in adjacent pairs: each round runs them this many times.
+PAIRED_EMPTY = ("empty", "empty-inactive")
+EMPTY_REPEATS = 10
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
@@ -671,29 +674,41 @@ class Bench:
         return jobs
 
     def measure(self, jobs, rounds):
+        # `python -c pass` with the app's archive and with the package inactive: a difference of a
+        # few percent of 15 ms, which one sample a round cannot show on a noisy machine. So each
+        # round runs those EMPTY_REPEATS times, in alternating order, and every sample of one
+        # side has a neighbour of each other side taken just before or after it (paired ratios).
+        paired = [j for j in jobs if self.series[j[0]]["workload"] in PAIRED_EMPTY]
+        others = [j for j in jobs if self.series[j[0]]["workload"] not in PAIRED_EMPTY]
         for r in range(rounds):
             t0 = time.monotonic()
-            for sid, argv, env, cwd, expect in jobs:
-                s = self.series[sid]
-                if s["failed"] or s.get("unavailable"):
-                    continue
-                if s.get("cleanup"):
-                    try:
-                        os.unlink(s["cleanup"])
-                    except FileNotFoundError:
-                        pass
-                p = run_measured(argv, env, cwd, self.scratch)
-                if p.rc != 0 or p.stdout != expect:
-                    why = f"rc={p.rc}" if p.rc != 0 else f"printed {tail(p.stdout, 1, 120)!r}"
-                    s["failed"] = f"failed in round {r + 1} ({why}): {tail(p.stderr, 3, 300)}"
-                    s["error"] = tail(p.stderr, 30, 4000)
-                    log(f"  {sid}: {s['failed']}")
-                    continue
-                d = p.as_dict()
-                d["phases"] = phases(p)
-                d["hwm_kb"] = (p.stamps or {}).get("hwm_kb")
-                s["samples"].append(d)
+            for job in others:
+                self.run_job(r, *job)
+            for k in range(EMPTY_REPEATS):
+                for job in paired if k % 2 == 0 else paired[::-1]:
+                    self.run_job(r, *job)
             log(f"round {r + 1}/{rounds} done in {time.monotonic() - t0:.1f} s")
+
+    def run_job(self, r, sid, argv, env, cwd, expect):
+        s = self.series[sid]
+        if s["failed"] or s.get("unavailable"):
+            return
+        if s.get("cleanup"):
+            try:
+                os.unlink(s["cleanup"])
+            except FileNotFoundError:
+                pass
+        p = run_measured(argv, env, cwd, self.scratch)
+        if p.rc != 0 or p.stdout != expect:
+            why = f"rc={p.rc}" if p.rc != 0 else f"printed {tail(p.stdout, 1, 120)!r}"
+            s["failed"] = f"failed in round {r + 1} ({why}): {tail(p.stderr, 3, 300)}"
+            s["error"] = tail(p.stderr, 30, 4000)
+            log(f"  {sid}: {s['failed']}")
+            return
+        d = p.as_dict()
+        d["phases"] = phases(p)
+        d["hwm_kb"] = (p.stamps or {}).get("hwm_kb")
+        s["samples"].append(d)
 
     # -- memory: PSS of concurrent processes -----------------------------------------------------
 
@@ -774,6 +789,15 @@ class Bench:
                     for key in ("startup", "imports", "work", "teardown"):
                         st[key] = quartiles([x[key] for x in ph])
             out[sid] = st
+        # Paired ratios of the repeated `python -c pass` series: sample i of every side was taken
+        # next to sample i of plain (same round and repetition) as long as none failed.
+        base = self.series.get("empty/plain", {}).get("samples", [])
+        for sid, s in self.series.items():
+            if s.get("workload") in PAIRED_EMPTY and s.get("side") != "plain" and base \
+                    and len(s["samples"]) == len(base):
+                pairs = list(zip(s["samples"], base))
+                out[sid]["paired_ratio"] = statistics.median(x["wall"] / y["wall"] for x, y in pairs)
+                out[sid]["paired_diff"] = statistics.median(x["wall"] - y["wall"] for x, y in pairs)
         return out
 
 
@@ -1063,8 +1087,14 @@ def render_markdown(res):
     # 5. empty
     a("## `python -c pass`")
     a("")
-    row(["case", "plain", "seed", "pycds", "seed - plain", "pycds - plain"])
-    row(["---"] * 6)
+    a(f"The first two cases run {EMPTY_REPEATS} times a round, sides alternating, so that each "
+      "sample has one of plain beside it: their paired figures are the medians of the per-pair "
+      "ratios and differences to plain, steadier than the ratio of two medians (the other cases "
+      "run once a round, like every other series).")
+    a("")
+    row(["case", "plain", "seed", "pycds", "seed - plain", "pycds - plain", "seed / plain, paired",
+         "pycds / plain, paired", "pycds - plain, paired"])
+    row(["---"] * 9)
     pe = st.get("empty/plain")
 
     def delta(x):
@@ -1072,11 +1102,17 @@ def render_markdown(res):
             return "n/a"
         return f"{(x['wall'][1] - pe['wall'][1]) * 1e3:+.1f} ms"
 
+    def paired(x, key="paired_ratio"):
+        if not (x and x.get(key) is not None):
+            return "n/a"
+        return f"{x[key]:.3f}x" if key == "paired_ratio" else f"{x[key] * 1e3:+.2f} ms"
+
     for case, label in [("empty", "SHARE mode with the app's archive"),
                         ("empty-inactive", "package installed, PYCDSMODE unset")] + [
             (f"empty-{w}", f"SHARE mode with the {w} archive") for w in wls if w.startswith("scale-")]:
         s, c = st.get(f"{case}/seed"), st.get(f"{case}/pycds")
-        row([label, cell(pe, "wall"), cell(s, "wall"), cell(c, "wall"), delta(s), delta(c)])
+        row([label, cell(pe, "wall"), cell(s, "wall"), cell(c, "wall"), delta(s), delta(c),
+             paired(s), paired(c), paired(c, "paired_diff")])
     a("")
     # 6. memory
     a("## Memory")
@@ -1249,6 +1285,14 @@ def print_summary(res):
             elif s.get("failed"):
                 parts.append(f"{x} FAILED")
         print(f"  {w:<12} " + "   ".join(parts))
+    paired = []
+    for case, what in (("empty", "SHARE"), ("empty-inactive", "inactive")):
+        for x in MODE_SIDES:
+            r = (st.get(f"{case}/{x}") or {}).get("paired_ratio")
+            if r is not None:
+                paired.append(f"{x} {what} {r:.3f}x")
+    if paired:
+        print("  python -c pass, paired ratio to plain: " + ", ".join(paired))
     for w in res["workloads"]:
         parts = []
         for x in SIDES + ("floor",):
