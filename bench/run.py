@@ -55,9 +55,13 @@ else:
 SIDES = ("plain", "seed", "pycds")
 MODE_SIDES = ("seed", "pycds")
 RUN_TIMEOUT = 300.0
-# The `python -c pass` series measured in adjacent pairs: each round runs them this many times.
-PAIRED_EMPTY = ("empty", "empty-inactive")
+# The `python -c pass` series (workloads `empty`, `empty-inactive`, `empty-scale-N`) are measured
+# in adjacent pairs: each round runs them this many times.
 EMPTY_REPEATS = 10
+
+
+def paired_empty(workload):
+    return workload.startswith("empty")
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
@@ -674,12 +678,12 @@ class Bench:
         return jobs
 
     def measure(self, jobs, rounds):
-        # `python -c pass` with the app's archive and with the package inactive: a difference of a
+        # `python -c pass` (with each archive, and with the package inactive): a difference of a
         # few percent of 15 ms, which one sample a round cannot show on a noisy machine. So each
         # round runs those EMPTY_REPEATS times, in alternating order, and every sample of one
         # side has a neighbour of each other side taken just before or after it (paired ratios).
-        paired = [j for j in jobs if self.series[j[0]]["workload"] in PAIRED_EMPTY]
-        others = [j for j in jobs if self.series[j[0]]["workload"] not in PAIRED_EMPTY]
+        paired = [j for j in jobs if paired_empty(self.series[j[0]]["workload"])]
+        others = [j for j in jobs if not paired_empty(self.series[j[0]]["workload"])]
         for r in range(rounds):
             t0 = time.monotonic()
             for job in others:
@@ -793,7 +797,7 @@ class Bench:
         # next to sample i of plain (same round and repetition) as long as none failed.
         base = self.series.get("empty/plain", {}).get("samples", [])
         for sid, s in self.series.items():
-            if s.get("workload") in PAIRED_EMPTY and s.get("side") != "plain" and base \
+            if paired_empty(s.get("workload", "")) and s.get("side") != "plain" and base \
                     and len(s["samples"]) == len(base):
                 pairs = list(zip(s["samples"], base))
                 out[sid]["paired_ratio"] = statistics.median(x["wall"] / y["wall"] for x, y in pairs)
@@ -1087,10 +1091,9 @@ def render_markdown(res):
     # 5. empty
     a("## `python -c pass`")
     a("")
-    a(f"The first two cases run {EMPTY_REPEATS} times a round, sides alternating, so that each "
-      "sample has one of plain beside it: their paired figures are the medians of the per-pair "
-      "ratios and differences to plain, steadier than the ratio of two medians (the other cases "
-      "run once a round, like every other series).")
+    a(f"Each case runs {EMPTY_REPEATS} times a round, sides alternating, so that each sample has "
+      "one of plain taken just before or after it: the paired figures are the medians of those "
+      "per-pair ratios and differences to plain, steadier than the ratio of two medians.")
     a("")
     row(["case", "plain", "seed", "pycds", "seed - plain", "pycds - plain", "seed / plain, paired",
          "pycds / plain, paired", "pycds - plain, paired"])
@@ -1286,7 +1289,8 @@ def print_summary(res):
                 parts.append(f"{x} FAILED")
         print(f"  {w:<12} " + "   ".join(parts))
     paired = []
-    for case, what in (("empty", "SHARE"), ("empty-inactive", "inactive")):
+    for case, what in (("empty", "SHARE"), ("empty-inactive", "inactive")) + tuple(
+            (f"empty-{w}", w) for w in res["workloads"] if w.startswith("scale-")):
         for x in MODE_SIDES:
             r = (st.get(f"{case}/{x}") or {}).get("paired_ratio")
             if r is not None:
