@@ -23,14 +23,13 @@ archive's own figures are printed beside it (objects, metadata, file size).
 import argparse
 import collections
 import ctypes
-import json
 import marshal
 import sys
 import types
 from importlib.machinery import SourceFileLoader
-from pathlib import Path
 
 from cds import _cds
+from cds.dump import read_list
 
 ALIGN = 16
 FACTS = _cds.layout_facts()
@@ -102,7 +101,7 @@ class Tally:
                 size = sys.getsizeof(tuple(o))
                 self.add(f"tuple ({role})", size, size - 8 * len(o))
                 for x in o:
-                    walk(x, "constants" if role == "constants" else role)
+                    walk(x, role)
             elif t is str:
                 if interned(o):
                     if o not in self.table_strings:
@@ -112,7 +111,8 @@ class Tally:
                         self.bytes["interned str (strings table)"] += 16 + text
                         self.fixed["interned str (strings table)"] += 16
                 else:
-                    width = 1 if max(map(ord, o)) < 256 else 2 if max(map(ord, o)) < 65536 else 4
+                    top = max(map(ord, o))
+                    width = 1 if top < 256 else 2 if top < 65536 else 4
                     self.add(f"str ({role})", sys.getsizeof(o), sys.getsizeof(o) - width * len(o))
             elif t is bytes:
                 label = role if role in ("co_linetable", "co_exceptiontable") else "constants"
@@ -123,16 +123,6 @@ class Tally:
         walk(code, "constants")
 
 
-def read_list(path):
-    for line in Path(path).read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a plain name or a regular-expression record: not a module with a source
-        if isinstance(rec, dict) and rec.get("name") and str(rec.get("origin", "")).endswith(".py"):
-            yield rec["name"], rec["origin"]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("list")
@@ -141,11 +131,11 @@ def main():
     tally = Tally()
     modules = 0
     marshalled = 0
-    names = set()
-    for name, origin in read_list(args.list):
-        if name in names:
-            continue
-        names.add(name)
+    records, _ = read_list(args.list)  # the dumper's own reader (one record per name)
+    for rec in records:
+        name, origin = rec.get("name"), str(rec.get("origin", ""))
+        if not origin.endswith(".py"):
+            continue  # a plain name or a regular expression: not a module with a recorded source
         try:
             code = SourceFileLoader(name, origin).get_code(name)
         except (OSError, SyntaxError, ImportError) as e:
