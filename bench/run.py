@@ -63,6 +63,20 @@ EMPTY_REPEATS = 10
 def paired_empty(workload):
     return workload.startswith("empty")
 
+
+def empty_cases(workloads):
+    """The `python -c pass` cases of a run: (series workload, label in results.md, short label)."""
+    return [("empty", "SHARE mode with the app's archive", "SHARE"),
+            ("empty-inactive", "package installed, PYCDSMODE unset", "inactive")] + [
+        (f"empty-{w}", f"SHARE mode with the {w} archive", w) for w in workloads if w.startswith("scale-")]
+
+
+def require(*paths):
+    """Exits with a message unless every path (of a previous `bench/run.py`) exists: for the tools."""
+    for p in paths:
+        if not p.exists():
+            sys.exit(f"{p} is missing: run `python bench/run.py` first")
+
 # ---------------------------------------------------------------------------------------------
 # small helpers
 
@@ -1110,9 +1124,7 @@ def render_markdown(res):
             return "n/a"
         return f"{x[key]:.3f}x" if key == "paired_ratio" else f"{x[key] * 1e3:+.2f} ms"
 
-    for case, label in [("empty", "SHARE mode with the app's archive"),
-                        ("empty-inactive", "package installed, PYCDSMODE unset")] + [
-            (f"empty-{w}", f"SHARE mode with the {w} archive") for w in wls if w.startswith("scale-")]:
+    for case, label, _ in empty_cases(wls):
         s, c = st.get(f"{case}/seed"), st.get(f"{case}/pycds")
         row([label, cell(pe, "wall"), cell(s, "wall"), cell(c, "wall"), delta(s), delta(c),
              paired(s), paired(c), paired(c, "paired_diff")])
@@ -1289,8 +1301,7 @@ def print_summary(res):
                 parts.append(f"{x} FAILED")
         print(f"  {w:<12} " + "   ".join(parts))
     paired = []
-    for case, what in (("empty", "SHARE"), ("empty-inactive", "inactive")) + tuple(
-            (f"empty-{w}", w) for w in res["workloads"] if w.startswith("scale-")):
+    for case, _, what in empty_cases(res["workloads"]):
         for x in MODE_SIDES:
             r = (st.get(f"{case}/{x}") or {}).get("paired_ratio")
             if r is not None:

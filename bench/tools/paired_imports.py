@@ -27,7 +27,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
-from run import DEFAULT_WORK_DIR as WORK, child_env  # noqa: E402  (the benchmark's own choices)
+from run import DEFAULT_WORK_DIR as WORK, child_env, require  # noqa: E402  (the benchmark's own choices)
 
 # Run by the pycds venv's interpreter in SHARE mode: fixes up every archived module, then runs
 # the workload as __main__ (its harness stamps the import phase).
@@ -60,9 +60,7 @@ def main():
         script = BENCH / "workloads" / f"{args.workload}.py"
     modlist = WORK / "lists" / f"{args.workload}.modules"
     archive = WORK / "archives" / f"{args.workload}.pycds.img"
-    for p in (script, modlist, archive):
-        if not p.exists():
-            sys.exit(f"{p} is missing: run `python bench/run.py` first")
+    require(script, modlist, archive)
     env = child_env()
     share = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)}
     plain_py, pycds_py = WORK / "venv-plain/bin/python", WORK / "venv-pycds/bin/python"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
-from run import DEFAULT_WORK_DIR as WORK, WORKLOADS, child_env  # noqa: E402  (the benchmark's own choices)
+from run import DEFAULT_WORK_DIR as WORK, WORKLOADS, child_env, require  # noqa: E402  (the benchmark's own choices)
 
 FIELDS = ("Pss", "Rss", "Private_Dirty")
 
@@ -85,9 +85,7 @@ def main():
         "plain": (WORK / "venv-plain/bin/python", child_env()),
         "pycds": (WORK / "venv-pycds/bin/python", child_env({"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)})),
     }
-    for p in (archive, *(py for py, _ in sides.values())):
-        if not p.exists():
-            sys.exit(f"{p} is missing: run `python bench/run.py` first")
+    require(archive, *(py for py, _ in sides.values()))
     n = args.procs
     results = {side: measure(py, env, script, n, archive) for side, (py, env) in sides.items()}
     mib = 1024.0

@@ -43,7 +43,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
-from run import DEFAULT_WORK_DIR as WORK, child_env  # noqa: E402  (the benchmark's own choices)
+from run import DEFAULT_WORK_DIR as WORK, child_env, require  # noqa: E402  (the benchmark's own choices)
 
 HOOK = "00-pycds.pth"
 
@@ -81,9 +81,7 @@ def main():
     args = ap.parse_args()
     archive = WORK / "archives" / f"{args.workload}.pycds.img"
     plain_py, pycds_py = WORK / "venv-plain/bin/python", WORK / "venv-pycds/bin/python"
-    for p in (archive, plain_py, pycds_py):
-        if not p.exists():
-            sys.exit(f"{p} is missing: run `python bench/run.py` first")
+    require(archive, plain_py, pycds_py)
     hook = (site_packages(WORK / "venv-pycds") / HOOK).read_text()
     if hook.count(".boot()") != 1:
         sys.exit(f"{HOOK} does not call .boot() exactly once: this tool no longer matches the hook")
