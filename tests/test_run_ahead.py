@@ -236,7 +236,7 @@ PANICKED = "archive data unusable: fixing it up failed unexpectedly (a bug in py
 def test_a_panic_on_the_importing_thread_falls_back(project):
     """A panic while fixing a module up (a bug in pycds; injected here with
     PYCDS_TEST_PANIC_IN_PREPARE) is caught: the module is imported normally and the program runs
-    on. m7 is imported first, before the run-ahead thread starts (at the third import), so the
+    on. m7 is imported first, before the run-ahead thread starts (a few imports later), so the
     importing thread fixes it up itself."""
     write_project(project)
     expected = project.plain("main.py").stdout
@@ -269,3 +269,44 @@ def test_a_panic_while_preparing_ahead_falls_back_and_the_backtrace_prints(proje
     assert "stack backtrace:" in proc.stderr, proc.stderr
     # The thread went on after the panic: the modules after m25 were prepared ahead too.
     assert info["prepared_ahead"] >= MODULES // 2, info["prepared_ahead"]
+
+
+# Imports archived modules (which import nothing) one at a time until three have been served in
+# all, counting start-up's own (`_distutils_hack` from setuptools' `.pth` in a venv), then the
+# rest. Prints, at three, how many modules were served, how many threads the process has (the
+# main thread alone, or the run-ahead thread too) and how many imports found their module
+# prepared ahead, and that last count at the end. Reads pycds's log from the extension, which
+# start-up loaded (importing `cds` would do imports of its own).
+STARTUP_ONLY = """
+import os, sys
+log = sys.modules["cds._cds"].serve_log
+def threads():
+    return len(os.listdir("/proc/self/task"))
+i = 0
+while len(log()["served"]) < 3:
+    __import__(f"leaf{i}")
+    i += 1
+three = (len(log()["served"]), threads(), log()["prepared_ahead"])
+for j in range(i, 40):
+    __import__(f"leaf{j}")
+print("THREADS", three, log()["prepared_ahead"])
+"""
+
+
+def test_a_process_that_only_starts_up_never_starts_the_thread(project):
+    """Start-up alone serves up to three modules (setuptools' `_distutils_hack`, Debian's
+    `sitecustomize`, and the `linecache` that `python -c` imports on 3.13+): a process that
+    serves no more than that pays for no run-ahead thread, which would only prepare modules such
+    a process never imports. Later imports start it."""
+    for i in range(40):
+        # `time` is built in: the leaves import nothing the archive holds. The pause lets the
+        # thread, once started, get ahead of the imports (as in `module_source`).
+        project.write(f"leaf{i}.py", f"import time\nVALUE = {i}\nTABLE = {{'k': ({i}, 'v{i}')}}\ntime.sleep(0.002)\n")
+    project.write("main.py", "".join(f"import leaf{i}\n" for i in range(40)))
+    project.build("main.py")
+    project.write("startup_only.py", STARTUP_ONLY)
+    proc = project.share("startup_only.py")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("THREADS")][0]
+    three, prepared_ahead = line[len("THREADS "):].rsplit(" ", 1)
+    assert three == "(3, 1, 0)", line
+    assert int(prepared_ahead) > 0, line
