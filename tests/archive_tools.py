@@ -7,10 +7,10 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-HEADER = 168
+HEADER = 184
 KEYED_RECORD = 24
 STRING_RECORD = 16
-ENTRY = 72
+ENTRY = 80
 EXTERNAL = 24
 
 # Header fields: name -> (offset, struct format)
@@ -37,6 +37,8 @@ HEADER_FIELDS = {
     "keyed_count": (148, "<I"),
     "keyed_off": (152, "<Q"),
     "keyed_len": (160, "<Q"),
+    "run_once_region_off": (168, "<Q"),
+    "run_once_region_len": (176, "<Q"),
 }
 
 ENTRY_FIELDS = {
@@ -54,6 +56,7 @@ ENTRY_FIELDS = {
     "run_once_off": (56, "<Q"),
     "data_crc": (64, "<I"),
     "entry_crc": (68, "<I"),
+    "run_once_part_off": (72, "<Q"),
 }
 
 
@@ -98,13 +101,40 @@ class Archive:
     def objects_of_type(self, i, type_addr, refcnt):
         """File offsets of module ``i``'s objects whose header is ``(refcnt, type_addr)``: every
         archived object starts 16-byte aligned with the archived reference count and its type."""
-        start, end = self.objects_range(i)
-        return [at for at in range(start, end - 16, 16)
+        return [at for start, end in self.parts(i) for at in range(start, end - 15, 16)
                 if struct.unpack_from("<qQ", self.b, at) == (refcnt, type_addr)]
 
-    def objects_range(self, i):
-        start = self.h("objects_off") + self.e(i, "objects_off")
-        return start, start + self.e(i, "objects_len")
+    def parts(self, i):
+        """File ranges ``[(start, end), (start, end)]`` of module ``i``'s two parts: its objects
+        before the run-once ones, and those (which 3.11 archives pool in the run-once region)."""
+        first = self.h("objects_off") + self.e(i, "objects_off")
+        run_once = self.h("objects_off") + self.e(i, "run_once_part_off")
+        split, length = self.e(i, "run_once_off"), self.e(i, "objects_len")
+        return [(first, first + split), (run_once, run_once + length - split)]
+
+    def file_off(self, i, off):
+        """File offset of byte ``off`` of module ``i``'s objects (module offsets run through the
+        first part, then the run-once part)."""
+        (a, b), (c, _) = self.parts(i)
+        return a + off if off < b - a else c + off - (b - a)
+
+    def module_off(self, i, at):
+        """The module offset of file offset ``at`` (inside module ``i``)."""
+        (a, b), (c, d) = self.parts(i)
+        if a <= at < b:
+            return at - a
+        assert c <= at < d, (i, at)
+        return (b - a) + at - c
+
+    def in_run_once(self, i, at):
+        """Whether file offset ``at`` lies in module ``i``'s run-once part."""
+        start, end = self.parts(i)[1]
+        return start <= at < end
+
+    def middle(self, i):
+        """A file offset in the middle of module ``i``'s larger part."""
+        start, end = max(self.parts(i), key=lambda r: r[1] - r[0])
+        return (start + end) // 2
 
     def fix_header_crc(self):
         ext = self.h("externals_off")
@@ -130,15 +160,16 @@ class Archive:
     def fix_entry_crc(self, i):
         at = self.entry_at(i)
         crc = zlib.crc32(bytes(self.b[at:at + 68]))
+        crc = zlib.crc32(bytes(self.b[at + 72:at + ENTRY]), crc)
         crc = zlib.crc32(self.blob(self.e(i, "name_off"), self.e(i, "name_len")), crc)
         self.set_e(i, "entry_crc", crc)
 
     def fix_data_crc(self, i):
-        start, end = self.objects_range(i)
         crc = zlib.crc32(self.blob(self.e(i, "meta_off"), self.e(i, "meta_len")))
         crc = zlib.crc32(self.blob(self.e(i, "bitmap_off"), self.e(i, "bitmap_len")), crc)
         crc = zlib.crc32(self.blob(self.e(i, "fixups_off"), 8 * self.e(i, "fixups_count")), crc)
-        crc = zlib.crc32(bytes(self.b[start:end]), crc)
+        for start, end in self.parts(i):
+            crc = zlib.crc32(bytes(self.b[start:end]), crc)
         self.set_e(i, "data_crc", crc)
         self.fix_entry_crc(i)
 
@@ -156,9 +187,8 @@ class Archive:
     def intern_refs(self, i):
         """``(file offset, number)`` of the words of module ``i`` that name an interned string
         (bit 63 and bit 0 set, the number in between: docs/format.md)."""
-        start, end = self.objects_range(i)
         out = []
-        for at in range(start, end - 7, 8):
+        for at in (at for start, end in self.parts(i) for at in range(start, end - 7, 8)):
             (w,) = struct.unpack_from("<Q", self.b, at)
             n = (w >> 1) & 0xFFFFFFFF
             if w == (1 << 63) | (n << 1) | 1 and n < self.h("intern_count"):
@@ -181,5 +211,5 @@ class Archive:
             self.h("blob_off") + self.h("blob_len"), self.h("strings_off"),
             self.h("strings_off") + self.h("strings_len"), self.h("objects_off"),
             self.h("objects_off") + self.h("objects_len"), len(self.b),
-            *(self.objects_range(i)[0] for i in range(self.h("module_count"))),
+            *(start for i in range(self.h("module_count")) for start, _ in self.parts(i)),
         })

@@ -149,7 +149,11 @@ def test_structural_lies_with_valid_checksums(clean):
                              # Run-once parts past the end, misaligned, inside an object, or
                              # claiming objects that are not run-once (the whole module).
                              ("run_once_off", base.e(i, "objects_len") + 16), ("run_once_off", 8),
-                             ("run_once_off", base.e(i, "run_once_off") + 16), ("run_once_off", 0)):
+                             ("run_once_off", base.e(i, "run_once_off") + 16), ("run_once_off", 0),
+                             # The run-once part past the section, misaligned, over the module's
+                             # other objects, or (3.11) out of the run-once region.
+                             ("run_once_part_off", objects_len), ("run_once_part_off", base.e(i, "run_once_part_off") + 8),
+                             ("run_once_part_off", base.e(i, "objects_off")), ("run_once_part_off", 0)):
             def m(a, i=i, field=field, value=value):
                 a.set_e(i, field, value)
                 a.fix_entry_crc(i)
@@ -158,23 +162,23 @@ def test_structural_lies_with_valid_checksums(clean):
         j = (i + 1) % n
 
         def steal(a, i=i, j=j):
-            for field in ("objects_off", "objects_len", "root_off"):
+            for field in ("objects_off", "objects_len", "root_off", "run_once_off", "run_once_part_off"):
                 a.set_e(i, field, a.e(j, field))
         case(f"entry {i} points at module {j}'s objects", steal, i)
 
         slots = base.pointer_slots(i)
-        start, end = base.objects_range(i)
         rng = random.Random(i)
         for k in range(6 * SCALE):
             slot = rng.choice(slots)
 
-            def bad_pointer(a, slot=slot, start=start, k=k):
+            def bad_pointer(a, slot=slot, i=i, k=k):
+                at = a.file_off(i, slot)
                 value = (0, 1, 2**64 - 8, a.h("preferred_base") - 8, a.h("preferred_base") + a.h("file_size"),
-                         struct.unpack_from("<Q", a.b, start + slot)[0] + 3)[k % 6]
-                struct.pack_into("<Q", a.b, start + slot, value)
+                         struct.unpack_from("<Q", a.b, at)[0] + 3)[k % 6]
+                struct.pack_into("<Q", a.b, at, value)
             case(f"module {i} pointer slot {slot} rewritten #{k}", bad_pointer, i)
 
-            word = rng.randrange((end - start) // 8)
+            word = rng.randrange(base.e(i, "objects_len") // 8)
 
             def mark_non_pointer(a, word=word, i=i):
                 at, bit = a.bitmap_byte_at(i, word * 8)
@@ -255,23 +259,21 @@ def test_object_lies_with_valid_checksums(clean):
                      "with a cached hash"))
     # A tuple that holds the root code object, which comes after it: a cycle (the root's
     # constants lead back to the tuple) or at least not children first.
-    start, _ = base.objects_range(alpha)
-    root_addr = base.h("preferred_base") + start + base.e(alpha, "root_off")
+    root_addr = base.h("preferred_base") + base.file_off(alpha, base.e(alpha, "root_off"))
 
     def hold_root(a, at):
         slot = at + facts["tuple_items"]
         struct.pack_into("<Q", a.b, slot, root_addr)
-        byte, bit = a.bitmap_byte_at(alpha, slot - start)
+        byte, bit = a.bitmap_byte_at(alpha, a.module_off(alpha, slot))
         a.b[byte] |= 1 << bit
     holders = [t for t in objects("tuple") if struct.unpack_from("<q", base.b, t + 16)[0] > 0]
-    run_once = start + base.e(alpha, "run_once_off")
     # The root is the module's run-once code: from a tuple of the run-once part it is a forward
     # pointer; from any object before that part, a pointer into it (which would keep released
     # pages reachable).
-    lies.append(("tuple holding an object that comes after it", [t for t in holders if t >= run_once][0],
+    lies.append(("tuple holding an object that comes after it", [t for t in holders if base.in_run_once(alpha, t)][0],
                  hold_root, "points forward"))
-    lies.append(("tuple outside the run-once part holding the module's code", [t for t in holders if t < run_once][0],
-                 hold_root, "points into the run-once objects"))
+    lies.append(("tuple outside the run-once part holding the module's code",
+                 [t for t in holders if not base.in_run_once(alpha, t)][0], hold_root, "points into the run-once objects"))
     for label, at, mutate, reason in lies:
         a = Archive(bytearray(data))
         mutate(a, at)
@@ -325,7 +327,6 @@ def test_interned_string_lies_with_valid_checksums(clean):
     # References where the holder needs another type: every pointer field of alpha's code
     # object (its constants tuple, its bytecode tables, ...) made to name string 0.
     a = Archive(bytearray(data))
-    start, _ = a.objects_range(alpha)
     root_off = a.e(alpha, "root_off")
     # The code object's pointer fields lie in its fixed part (its bytecode follows it).
     basicsize = int(subprocess.run([PYTHON, "-c", "import types; print(types.CodeType.__basicsize__)"],
@@ -333,7 +334,7 @@ def test_interned_string_lies_with_valid_checksums(clean):
     fields = [s for s in a.pointer_slots(alpha) if root_off + 16 <= s < root_off + basicsize]
     assert len(fields) >= 4
     for slot in fields:
-        struct.pack_into("<Q", a.b, start + slot, 1 << 63 | 1)
+        struct.pack_into("<Q", a.b, a.file_off(alpha, slot), 1 << 63 | 1)
         at, bit = a.bitmap_byte_at(alpha, slot)
         a.b[at] &= ~(1 << bit) & 0xFF
     a.fix_data_crc(alpha)
@@ -357,14 +358,26 @@ def test_interned_string_lies_with_valid_checksums(clean):
 
 
 def test_run_once_part_must_start_at_an_object(clean):
-    """An entry whose run-once part starts inside an object (entry checksum recomputed) is
-    refused when the module is first imported: the loader later parses that part on its own to
-    prove its objects dead, which needs their true boundaries."""
+    """A module whose run-once objects do not start where an object starts is refused when the
+    module is first imported: the loader later parses that part on its own to prove its objects
+    dead, which needs their true boundaries. Here the last string or bytes object before them is
+    made to run into them (its length grown past the first part's end, data checksum
+    recomputed), whether the run-once part follows it in the file or lies in the run-once
+    region."""
     root, data, env = clean
+    facts = layout_facts(env)
     a = Archive(bytearray(data))
     alpha = a.index_of("alpha")
-    a.set_e(alpha, "run_once_off", a.e(alpha, "root_off") + 16)  # inside the module's code object
-    a.fix_entry_crc(alpha)
+    args = dict(facts["type_args"])
+    types = {arg: addr for kind, arg, addr in a.externals() if kind == 1}
+    (first_start, first_end), _ = a.parts(alpha)
+    leaves = [at for kind in ("str", "bytes")
+              for at in a.objects_of_type(alpha, types[args[kind]], facts["archived_refcnt"]) if at < first_end]
+    last = max(leaves)
+    # A str's length and a bytes object's size are the word after the header (docs/format.md).
+    (size,) = struct.unpack_from("<q", a.b, last + 16)
+    struct.pack_into("<q", a.b, last + 16, size + (first_end - last))
+    a.fix_data_crc(alpha)
     p = _run_case(root, env, a.b)
     assert (p.returncode, p.stdout) == (0, EXPECTED), p.stderr[-1000:]
     assert "alpha: imported normally" in p.stderr and "inside an object" in p.stderr, p.stderr[-1000:]

@@ -153,8 +153,7 @@ def test_a_damaged_module_prepared_ahead_falls_back_with_the_reason(project):
     project.build("main.py")
     a = Archive(bytearray(project.archive.read_bytes()))
     i = a.index_of("m25")
-    start, end = a.objects_range(i)
-    a.b[(start + end) // 2] ^= 0x40
+    a.b[a.middle(i)] ^= 0x40
     project.archive.write_bytes(bytes(a.b))
     proc = project.share("probe.py", PYCDSVERBOSE="1")
     assert proc.stdout == expected

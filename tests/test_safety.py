@@ -100,8 +100,7 @@ def _corruptions(archive):
         i = a.index_of("mod_b")
         if where == "index":
             return a.entry_at(i) + 4
-        start, end = a.objects_range(i)
-        return (start + end) // 2
+        return a.middle(i)
 
     def write(data):
         archive.write_bytes(data)

@@ -31,8 +31,8 @@ def info():
     """What pycds did in this process: a dict with ``mode`` (``None`` when inactive),
     ``archive``, ``list``, ``error`` (why the mode could not start, or ``None``), ``served``
     (names imported from the archive, in order), ``fallbacks`` (name to the reason it was
-    imported normally), ``released`` and ``released_bytes`` (modules whose run-once objects'
-    archive pages were given back after they ran, and the bytes), ``regexes`` (regular
+    imported normally), ``released`` and ``released_bytes`` (modules whose run-once objects were
+    released after they ran, and the bytes of archive pages given back), ``regexes`` (regular
     expressions built from the archive's compiled programs instead of compiled), and ``prepared_ahead``
     (imports that found their module already checked, relocated and validated by the run-ahead
     thread)."""

@@ -3,6 +3,7 @@
 //! (tests/fuzz_regressions.rs), so that both always exercise the same reader paths.
 
 use crate::layout::*;
+use crate::parts::Parts;
 use crate::reader::Archive;
 use crate::reloc::{relocate, ExternalMap};
 
@@ -40,20 +41,24 @@ pub fn exercise(data: &[u8]) {
         for f in entry.fixups() {
             let _ = f;
         }
-        let start = entry.objects_file_off as usize;
-        let Some(objects) = data.get(start..start + entry.objects_len as usize) else {
+        let (first_at, split) = (entry.objects_file_off as usize, entry.run_once as usize);
+        let ro_at = entry.run_once_file_off as usize;
+        let ro_len = (entry.objects_len - entry.run_once) as usize;
+        let (Some(first), Some(run_once)) = (data.get(first_at..first_at + split), data.get(ro_at..ro_at + ro_len)) else {
             continue;
         };
-        let _ = entry.verify(objects);
-        // As the loader computes it (crates/cds-python/src/loader.rs): must not overflow for
-        // any archive `parse` accepts.
-        let preferred = archive.header.preferred_base + entry.objects_file_off;
-        let mut copy = objects.to_vec();
-        let _ = relocate(&mut copy, &entry, preferred, preferred, &externals);
-        // Mapped elsewhere: a page-aligned address in the usual range of mmap.
-        let moved = 0x7f12_3456_0000 + entry.objects_file_off;
-        let mut copy = objects.to_vec();
-        let _ = relocate(&mut copy, &entry, preferred, moved, &externals);
+        // As the loader does (crates/cds-python/src/loader.rs): each part at its address, the
+        // archive at its preferred address and elsewhere; must not overflow for any archive
+        // `parse` accepts.
+        let base = archive.header.preferred_base;
+        for actual in [base, 0x7f12_3456_0000] {
+            let (mut a, mut b) = (first.to_vec(), run_once.to_vec());
+            let (fa, ra) = (actual + entry.objects_file_off, actual + entry.run_once_file_off);
+            let mut parts = Parts::new(&mut a[..], fa, &mut b[..], ra);
+            let _ = entry.verify(&parts.view());
+            let _ = relocate(&mut parts, &entry, base, actual, &externals);
+            let _ = (parts.offset_of(fa), parts.offset_of(ra), parts.word(entry.root));
+        }
     }
 }
 

@@ -4,11 +4,11 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// Size of the fixed header at offset 0.
-pub const HEADER_SIZE: usize = 168;
+pub const HEADER_SIZE: usize = 184;
 /// Size of one module index entry.
-pub const ENTRY_SIZE: usize = 72;
+pub const ENTRY_SIZE: usize = 80;
 /// Size of one externals-table record.
 pub const EXTERNAL_SIZE: usize = 24;
 /// Size of one fix-up record.
@@ -55,6 +55,8 @@ pub(crate) const H_CRC: usize = 144;
 pub(crate) const H_KEYED_COUNT: usize = 148;
 pub(crate) const H_KEYED_OFF: usize = 152;
 pub(crate) const H_KEYED_LEN: usize = 160;
+pub(crate) const H_RUN_ONCE_OFF: usize = 168;
+pub(crate) const H_RUN_ONCE_LEN: usize = 176;
 
 // Keyed-record field offsets.
 pub(crate) const K_KEY_OFF: usize = 0;
@@ -85,6 +87,7 @@ pub(crate) const E_ROOT_OFF: usize = 48;
 pub(crate) const E_RUN_ONCE_OFF: usize = 56;
 pub(crate) const E_DATA_CRC: usize = 64;
 pub(crate) const E_ENTRY_CRC: usize = 68;
+pub(crate) const E_RUN_ONCE_PART_OFF: usize = 72;
 
 /// An interpreter object that the archive points at but does not contain (a type object,
 /// `None`, a small-int singleton, ...). The kinds are defined by the extension crate and listed in
@@ -194,20 +197,23 @@ pub(crate) fn keyed_crc(key: &[u8], value: &[u8]) -> u32 {
     c.finalize()
 }
 
-/// An index entry's checksum: the entry up to its CRC field and the module's name.
+/// An index entry's checksum: the entry but its CRC field, and the module's name.
 pub(crate) fn entry_crc(e: &[u8], name: &[u8]) -> u32 {
     let mut c = crc32fast::Hasher::new();
     c.update(&e[..E_ENTRY_CRC]);
+    c.update(&e[E_ENTRY_CRC + 4..ENTRY_SIZE]);
     c.update(name);
     c.finalize()
 }
 
-/// A module's checksum: its metadata, pointer bitmap, fix-ups and object bytes.
-pub(crate) fn data_crc(meta: &[u8], bitmap: &[u8], fixups: &[u8], objects: &[u8]) -> u32 {
+/// A module's checksum: its metadata, pointer bitmap, fix-ups and object bytes (the part before
+/// its run-once objects, then theirs).
+pub(crate) fn data_crc(meta: &[u8], bitmap: &[u8], fixups: &[u8], first: &[u8], run_once: &[u8]) -> u32 {
     let mut c = crc32fast::Hasher::new();
     c.update(meta);
     c.update(bitmap);
     c.update(fixups);
-    c.update(objects);
+    c.update(first);
+    c.update(run_once);
     c.finalize()
 }

@@ -14,6 +14,7 @@ mod error;
 pub mod fuzzing;
 mod layout;
 mod meta;
+mod parts;
 mod reader;
 mod reloc;
 mod writer;
@@ -26,6 +27,7 @@ pub use layout::{
 };
 pub use layout::{read_slot, write_slot};
 pub use meta::{ModuleMeta, PathState, SearchEntry};
+pub use parts::Parts;
 pub use reader::{Archive, Entry, Header};
 pub use reloc::{relocate, ExternalMap, RelocStats};
-pub use writer::{ArchiveBuilder, ModuleInput, WriteStats, RUN_ONCE_PAGE_MIN};
+pub use writer::{ArchiveBuilder, ModuleInput, WriteStats};

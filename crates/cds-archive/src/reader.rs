@@ -4,6 +4,7 @@
 use crate::error::FormatError;
 use crate::layout::*;
 use crate::meta::ModuleMeta;
+use crate::parts::Parts;
 
 /// The decoded fixed header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,11 @@ pub struct Header {
     pub keyed_count: u32,
     pub keyed_off: u64,
     pub keyed_len: u64,
+    /// The run-once region, as offsets into the objects section (page-aligned; empty when the
+    /// archive pools no run-once objects): it holds only modules' run-once parts, so that a
+    /// loader may give back a page of it once every module with objects on it has run.
+    pub run_once_off: u64,
+    pub run_once_len: u64,
 }
 
 impl Header {
@@ -69,6 +75,8 @@ impl Header {
             keyed_count: rd_u32(h, H_KEYED_COUNT),
             keyed_off: rd_u64(h, H_KEYED_OFF),
             keyed_len: rd_u64(h, H_KEYED_LEN),
+            run_once_off: rd_u64(h, H_RUN_ONCE_OFF),
+            run_once_len: rd_u64(h, H_RUN_ONCE_LEN),
         };
         if hd.file_size != file_len {
             return Err(FormatError::Truncated { needed: hd.file_size, have: file_len });
@@ -94,6 +102,10 @@ impl Header {
         }
         if hd.objects_off % PAGE_SIZE != 0 || hd.preferred_base % PAGE_SIZE != 0 {
             return Err(FormatError::OutOfBounds("section alignment"));
+        }
+        let region_fits = hd.run_once_off.checked_add(hd.run_once_len).is_some_and(|end| end <= hd.objects_len);
+        if !region_fits || hd.run_once_off % PAGE_SIZE != 0 || hd.run_once_len % PAGE_SIZE != 0 {
+            return Err(FormatError::OutOfBounds("run-once region"));
         }
         // The preferred base must be an ordinary user-space address: never the null page (a
         // mapping there would make null pointers valid), never beyond 47-bit user space.
@@ -148,14 +160,22 @@ pub struct Entry<'a> {
     meta: &'a [u8],
     bitmap: &'a [u8],
     fixups: &'a [u8],
-    /// Offset of the module's first object byte from the start of the file.
+    /// Offset from the start of the file of the module's first object byte: of the part of its
+    /// objects before the run-once ones (`run_once` bytes).
     pub objects_file_off: u64,
+    /// The length of the module's objects, both parts. Offsets into a module's objects (pointer
+    /// bitmap, fix-ups, root, run-once boundary) count the first part's bytes, then the
+    /// run-once part's (see [`crate::Parts`]).
     pub objects_len: u64,
-    /// Offset of the root object from the module's first byte.
+    /// Offset of the root object.
     pub root: u64,
-    /// Offset from the module's first byte where its run-once objects begin (`objects_len`
-    /// when it has none): nothing before it points at or past it.
+    /// Offset where its run-once objects begin (`objects_len` when it has none): nothing before
+    /// it points at or past it.
     pub run_once: u64,
+    /// Offset from the start of the file of the run-once part (`objects_len - run_once` bytes).
+    pub run_once_file_off: u64,
+    /// The run-once part lies in the archive's run-once region (see [`Header::run_once_off`]).
+    pub pooled: bool,
     data_crc: u32,
 }
 
@@ -245,13 +265,28 @@ impl<'a> Archive<'a> {
         let bitmap = slice(rd_u32(e, E_BITMAP_OFF), bitmap_len(obj_len), "pointer bitmap")?;
         let root = rd_u64(e, E_ROOT_OFF);
         let run_once = rd_u64(e, E_RUN_ONCE_OFF);
-        let in_section = obj_off
-            .checked_add(obj_len)
-            .is_some_and(|end| end <= self.header.objects_len);
-        if !in_section || obj_len < 8 || obj_off % OBJECT_ALIGN != 0 || root >= obj_len || root % 8 != 0 {
+        let ro_off = rd_u64(e, E_RUN_ONCE_PART_OFF);
+        if obj_len < 8 || root >= obj_len || root % 8 != 0 {
             return Err(FormatError::OutOfBounds("module objects"));
         }
         if run_once > obj_len || run_once % OBJECT_ALIGN != 0 {
+            return Err(FormatError::OutOfBounds("run-once objects"));
+        }
+        // Each part inside the objects section, aligned, the two apart; the run-once region
+        // holds run-once parts only.
+        let section = self.header.objects_len;
+        let end_of = |off: u64, len: u64| off.checked_add(len).filter(|&end| end <= section);
+        let (Some(first_end), Some(ro_end)) = (end_of(obj_off, run_once), end_of(ro_off, obj_len - run_once)) else {
+            return Err(FormatError::OutOfBounds("module objects"));
+        };
+        let overlap = |a: (u64, u64), b: (u64, u64)| a.0 < a.1 && b.0 < b.1 && a.0 < b.1 && b.0 < a.1;
+        let region = (self.header.run_once_off, self.header.run_once_off + self.header.run_once_len);
+        let (first, ro) = ((obj_off, first_end), (ro_off, ro_end));
+        let pooled = ro.0 < ro.1 && region.0 <= ro.0 && ro.1 <= region.1;
+        if obj_off % OBJECT_ALIGN != 0 || ro_off % OBJECT_ALIGN != 0 || overlap(first, ro) || overlap(first, region) {
+            return Err(FormatError::OutOfBounds("module objects"));
+        }
+        if overlap(ro, region) && !pooled {
             return Err(FormatError::OutOfBounds("run-once objects"));
         }
         Ok(Entry {
@@ -265,6 +300,8 @@ impl<'a> Archive<'a> {
             objects_len: obj_len,
             root,
             run_once,
+            run_once_file_off: self.header.objects_off + ro_off,
+            pooled,
             data_crc: rd_u32(e, E_DATA_CRC),
         })
     }
@@ -360,6 +397,23 @@ impl<'a> Archive<'a> {
         order
     }
 
+    /// The file range of each module's run-once part that lies in the run-once region, as the
+    /// index says: unchecked (a part outside the region is left out, one that crosses its end is
+    /// clamped), for deciding which pages of the region a loader may give back once the modules
+    /// with run-once objects on them ran, never for reading. O(modules).
+    pub fn pooled_parts(&self) -> Vec<(u64, u64)> {
+        let h = &self.header;
+        let (start, end) = (h.objects_off + h.run_once_off, h.objects_off + h.run_once_off + h.run_once_len);
+        (0..h.module_count)
+            .filter_map(|i| {
+                let e = self.raw_entry(i);
+                let len = rd_u64(e, E_OBJECTS_LEN).saturating_sub(rd_u64(e, E_RUN_ONCE_OFF));
+                let at = h.objects_off.saturating_add(rd_u64(e, E_RUN_ONCE_PART_OFF));
+                (len > 0 && (start..end).contains(&at)).then(|| (at, at.saturating_add(len).min(end)))
+            })
+            .collect()
+    }
+
     /// The size of the largest module's objects, as the index says (unchecked, but never more
     /// than the objects section): what working memory sized for any module must hold.
     pub fn largest_module(&self) -> u64 {
@@ -409,6 +463,16 @@ impl<'a> Entry<'a> {
         ModuleMeta::decode(self.meta)
     }
 
+    /// The file ranges `[start, end)` of the module's two parts: the objects before its run-once
+    /// ones, and those (each empty when there are none).
+    pub fn part_ranges(&self) -> [(u64, u64); 2] {
+        let ro_len = self.objects_len - self.run_once;
+        [
+            (self.objects_file_off, self.objects_file_off + self.run_once),
+            (self.run_once_file_off, self.run_once_file_off + ro_len),
+        ]
+    }
+
     pub(crate) fn bitmap(&self) -> &'a [u8] {
         self.bitmap
     }
@@ -447,11 +511,11 @@ impl<'a> Entry<'a> {
     /// Checks the module's metadata, pointer bitmap, fix-up list and object bytes against the
     /// checksum the dumper recorded. `objects` must be the module's bytes as found in the file,
     /// before any relocation.
-    pub fn verify(&self, objects: &[u8]) -> Result<(), FormatError> {
-        if objects.len() as u64 != self.objects_len {
+    pub fn verify(&self, objects: &Parts<&[u8]>) -> Result<(), FormatError> {
+        if objects.len() != self.objects_len || objects.split() != self.run_once {
             return Err(FormatError::OutOfBounds("module objects"));
         }
-        if data_crc(self.meta, self.bitmap, self.fixups, objects) != self.data_crc {
+        if data_crc(self.meta, self.bitmap, self.fixups, objects.first(), objects.run_once()) != self.data_crc {
             return Err(FormatError::DataChecksum { name: self.name.to_owned() });
         }
         Ok(())

@@ -3,7 +3,7 @@
 use crate::addrmap::AddrMap;
 use crate::error::FormatError;
 use crate::reader::Entry;
-use crate::layout::{read_slot, write_slot};
+use crate::parts::Parts;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelocStats {
@@ -43,20 +43,25 @@ impl ExternalMap {
 
 /// Fixes every pointer slot of one module in place, in one pass.
 ///
-/// `objects` is the module's bytes (as [`Entry::verify`] checked them); `preferred` is the address
-/// the module was laid out for and `actual` the address it is mapped at. A slot whose value lies
-/// in `[preferred, preferred + len)` points into the module and moves with it; any other value
-/// must be an external's dumped address, and becomes this process's address for it. On error
-/// the module's bytes are left partly relocated: the caller must never use them (the loader
-/// marks the module failed and imports it normally).
+/// `objects` is the module's bytes (as [`Entry::verify`] checked them, each part at its address
+/// in this process); `preferred` is the address the archive's first byte was laid out for and
+/// `actual` the address it is mapped at. A slot whose value lies in the file range of either part
+/// of the module, taken at `preferred`, points into the module and moves with the archive; any
+/// other value must be an external's dumped address, and becomes this process's address for it.
+/// On error the module's bytes are left partly relocated: the caller must never use them (the
+/// loader marks the module failed and imports it normally).
 pub fn relocate(
-    objects: &mut [u8],
+    objects: &mut Parts<&mut [u8]>,
     entry: &Entry<'_>,
     preferred: u64,
     actual: u64,
     externals: &ExternalMap,
 ) -> Result<RelocStats, FormatError> {
-    let len = objects.len() as u64;
+    let len = objects.len();
+    let split = objects.split();
+    // File ranges of the two parts.
+    let first = (entry.objects_file_off, entry.objects_file_off + split);
+    let ro = (entry.run_once_file_off, entry.run_once_file_off + (len - split));
     let mut stats = RelocStats::default();
     for (word_index, chunk) in entry.bitmap().chunks(8).enumerate() {
         let mut buf = [0u8; 8];
@@ -65,16 +70,18 @@ pub fn relocate(
         while bits != 0 {
             let slot = (word_index as u64 * 64 + bits.trailing_zeros() as u64) * 8;
             bits &= bits - 1;
-            if slot + 8 > len {
+            // Slots are 8-byte aligned and the parts 16-byte aligned: a slot inside the module
+            // lies inside one part.
+            let Some(old) = objects.word(slot) else {
                 return Err(FormatError::BadRelocation(format!(
                     "pointer slot past the end of {}",
                     entry.name
                 )));
-            }
-            let old = read_slot(objects, slot);
-            let offset = old.wrapping_sub(preferred);
-            let new = if offset < len && offset % 8 == 0 {
-                actual + offset
+            };
+            let file_off = old.wrapping_sub(preferred);
+            let inside = |(start, end): (u64, u64)| (start..end).contains(&file_off);
+            let new = if file_off % 8 == 0 && (inside(first) || inside(ro)) {
+                actual + file_off
             } else if let Some(addr) = externals.get(old) {
                 addr
             } else {
@@ -85,7 +92,7 @@ pub fn relocate(
             };
             stats.relocs += 1;
             if new != old {
-                write_slot(objects, slot, new);
+                objects.set_word(slot, new);
                 stats.written += 1;
             }
         }

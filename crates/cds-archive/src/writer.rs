@@ -51,15 +51,11 @@ pub struct ArchiveBuilder {
     names: HashMap<String, usize>,
     /// Encoding of each distinct interned string -> its number in the interned-strings table.
     interns: HashMap<Vec<u8>, u32>,
-    /// Give each module's run-once part whole pages of its own (see [`Self::page_run_once`]).
-    page_run_once: bool,
+    /// Keep the modules' run-once parts in a region of their own (see [`Self::pool_run_once`]).
+    pool_run_once: bool,
     /// The keyed records, by key (opaque bytes; see [`Self::add_keyed`]).
     keyed: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
 }
-
-/// The smallest run-once part that gets pages of its own when [`ArchiveBuilder::page_run_once`]
-/// is on: below this, the padding would cost more file bytes than the pages it frees.
-pub const RUN_ONCE_PAGE_MIN: u64 = PAGE_SIZE;
 
 /// The largest key or value a keyed record may have (the section's offsets are 32-bit).
 const MAX_KEYED_BYTES: usize = 1 << 24;
@@ -80,18 +76,19 @@ impl ArchiveBuilder {
             modules: Vec::new(),
             names: HashMap::new(),
             interns: HashMap::new(),
-            page_run_once: false,
+            pool_run_once: false,
             keyed: std::collections::BTreeMap::new(),
         }
     }
 
-    /// When on, a module's run-once part of at least [`RUN_ONCE_PAGE_MIN`] bytes starts on a
-    /// page boundary of the file and is padded with zeros (inside the module) to a whole number
-    /// of pages, so that a loader that can tell when those objects are dead can release exactly
-    /// their pages. Worth it only for interpreters where the loader can tell (reference counts
-    /// that move: CPython 3.11); elsewhere the padding would be wasted file bytes.
-    pub fn page_run_once(&mut self, on: bool) {
-        self.page_run_once = on;
+    /// When on, every module's run-once part goes into the archive's run-once region, after all
+    /// the modules' other objects, in list order and back to back, so that a loader that can tell
+    /// when those objects are dead can give back each page of the region once every module with
+    /// objects on it has run. Worth it only for interpreters where the loader can tell (reference
+    /// counts that move: CPython 3.11); otherwise each module's run-once part follows its other
+    /// objects.
+    pub fn pool_run_once(&mut self, on: bool) {
+        self.pool_run_once = on;
     }
 
     /// The index of `ext` in the externals table, adding it on first use. `addr` is its
@@ -191,57 +188,33 @@ impl ArchiveBuilder {
         Ok(())
     }
 
-    /// Where each module's objects go in the objects section (in list order, each 16-byte
-    /// aligned), and the section's length. With `page_run_once`, a module's run-once part of at
-    /// least [`RUN_ONCE_PAGE_MIN`] bytes is padded to whole pages (its objects grow by zero
-    /// bytes) and the module placed so that the part starts on a page boundary; the gap that
-    /// leaves before it is filled with the next modules that need no such placement, when they
-    /// fit, so that padding costs few bytes of the file and fewer of a process's memory.
-    fn place_objects(&mut self) -> (Vec<u64>, u64) {
-        /// How far ahead in the list a module may be taken to fill a gap (keeps modules that
-        /// are imported together near each other).
-        const LOOKAHEAD: usize = 256;
-        let paged: Vec<bool> = self
-            .modules
-            .iter()
-            .map(|m| self.page_run_once && m.objects.len() as u64 - m.run_once >= RUN_ONCE_PAGE_MIN)
-            .collect();
-        for (m, &p) in self.modules.iter_mut().zip(&paged) {
-            if p {
-                let run_once_len = m.objects.len() as u64 - m.run_once;
-                m.objects.resize((m.run_once + align_up(run_once_len, PAGE_SIZE)) as usize, 0);
-            }
-        }
-        let n = self.modules.len();
-        let mut offsets: Vec<Option<u64>> = vec![None; n];
+    /// Where each module's two parts go in the objects section (each 16-byte aligned), the
+    /// section's length and the run-once region (offset and length, page-aligned; empty unless
+    /// [`Self::pool_run_once`]). Modules are laid out in list order (the order the traced program
+    /// imported them in), so that modules imported together share pages.
+    fn place_objects(&self) -> (Vec<(u64, u64)>, u64, (u64, u64)) {
+        let mut placed = Vec::with_capacity(self.modules.len());
         let mut cursor = 0u64;
-        for i in 0..n {
-            if offsets[i].is_some() {
-                continue;
+        for m in &self.modules {
+            let first = align_up(cursor, OBJECT_ALIGN);
+            cursor = first + m.run_once;
+            let run_once = if self.pool_run_once { 0 } else { align_up(cursor, OBJECT_ALIGN) };
+            if !self.pool_run_once {
+                cursor = run_once + (m.objects.len() as u64 - m.run_once);
             }
-            let m = &self.modules[i];
-            let off = if paged[i] {
-                let off = align_up(cursor + m.run_once, PAGE_SIZE) - m.run_once;
-                let mut fill = cursor;
-                for j in i + 1..n.min(i + 1 + LOOKAHEAD) {
-                    if offsets[j].is_some() || paged[j] {
-                        continue;
-                    }
-                    let at = align_up(fill, OBJECT_ALIGN);
-                    let end = at + self.modules[j].objects.len() as u64;
-                    if end <= off {
-                        offsets[j] = Some(at);
-                        fill = end;
-                    }
-                }
-                off
-            } else {
-                align_up(cursor, OBJECT_ALIGN)
-            };
-            offsets[i] = Some(off);
-            cursor = off + m.objects.len() as u64;
+            placed.push((first, run_once));
         }
-        (offsets.into_iter().map(|o| o.expect("every module placed")).collect(), cursor)
+        if !self.pool_run_once {
+            return (placed, cursor, (0, 0));
+        }
+        let region = align_up(cursor, PAGE_SIZE);
+        cursor = region;
+        for (m, p) in self.modules.iter().zip(&mut placed) {
+            p.1 = align_up(cursor, OBJECT_ALIGN);
+            cursor = p.1 + (m.objects.len() as u64 - m.run_once);
+        }
+        let end = align_up(cursor, PAGE_SIZE);
+        (placed, end, (region, end - region))
     }
 
     /// Lays the archive out and returns its bytes.
@@ -260,9 +233,10 @@ impl ArchiveBuilder {
             meta: (u32, u32),
             bitmap: (u32, u32),
             fixups: (u32, u32),
-            objects: (u64, u64),
+            /// Offsets in the objects section of the module's two parts.
+            parts: (u64, u64),
         }
-        let (offsets, objects_len) = self.place_objects();
+        let (offsets, objects_len, region) = self.place_objects();
         let mut placed = Vec::with_capacity(self.modules.len());
         for ((m, &off), name) in self.modules.iter().zip(&offsets).zip(names) {
             let meta = push(&mut blob, &m.meta.encode())?;
@@ -278,7 +252,7 @@ impl ArchiveBuilder {
                 fix.extend_from_slice(&f.kind.encode().to_le_bytes());
             }
             let fixups = (push(&mut blob, &fix)?.0, m.fixups.len() as u32);
-            placed.push(Placed { name, meta, bitmap, fixups, objects: (off, m.objects.len() as u64) });
+            placed.push(Placed { name, meta, bitmap, fixups, parts: off });
         }
 
         // Interned strings: a record per number, then each string's bytes (aligned).
@@ -339,15 +313,22 @@ impl ArchiveBuilder {
 
         // Objects, with internal pointers rebased to the preferred address.
         for (m, p) in self.modules.iter_mut().zip(&placed) {
-            let module_addr = self.preferred_base + objects_off + p.objects.0;
+            // A target's address: in the first part or in the run-once part, as it lies.
+            let first_addr = self.preferred_base + objects_off + p.parts.0;
+            let run_once_addr = self.preferred_base + objects_off + p.parts.1;
+            let split = m.run_once;
             for r in &m.relocs {
                 if r.target == RelocTarget::Internal {
                     let v = read_slot(&m.objects, r.slot as u64);
-                    write_slot(&mut m.objects, r.slot as u64, v + module_addr);
+                    let addr = if v < split { first_addr + v } else { run_once_addr + (v - split) };
+                    write_slot(&mut m.objects, r.slot as u64, addr);
                 }
             }
-            let at = (objects_off + p.objects.0) as usize;
-            out[at..at + m.objects.len()].copy_from_slice(&m.objects);
+            let (first, run_once) = m.objects.split_at(split as usize);
+            let at = (objects_off + p.parts.0) as usize;
+            out[at..at + first.len()].copy_from_slice(first);
+            let at = (objects_off + p.parts.1) as usize;
+            out[at..at + run_once.len()].copy_from_slice(run_once);
         }
 
         // Index, sorted by name bytes.
@@ -366,15 +347,18 @@ impl ArchiveBuilder {
             wr_u32(e, E_BITMAP_LEN, p.bitmap.1);
             wr_u32(e, E_FIXUPS_OFF, p.fixups.0);
             wr_u32(e, E_FIXUPS_COUNT, p.fixups.1);
-            wr_u64(e, E_OBJECTS_OFF, p.objects.0);
-            wr_u64(e, E_OBJECTS_LEN, p.objects.1);
+            wr_u64(e, E_OBJECTS_OFF, p.parts.0);
+            wr_u64(e, E_OBJECTS_LEN, m.objects.len() as u64);
             wr_u64(e, E_ROOT_OFF, m.root);
             wr_u64(e, E_RUN_ONCE_OFF, m.run_once);
+            wr_u64(e, E_RUN_ONCE_PART_OFF, p.parts.1);
+            let (first, run_once) = m.objects.split_at(m.run_once as usize);
             let data_crc = data_crc(
                 &blob[p.meta.0 as usize..(p.meta.0 + p.meta.1) as usize],
                 &blob[p.bitmap.0 as usize..(p.bitmap.0 + p.bitmap.1) as usize],
                 &blob[p.fixups.0 as usize..p.fixups.0 as usize + p.fixups.1 as usize * RECORD_SIZE],
-                &m.objects,
+                first,
+                run_once,
             );
             wr_u32(e, E_DATA_CRC, data_crc);
             let crc = entry_crc(e, m.name.as_bytes());
@@ -414,6 +398,8 @@ impl ArchiveBuilder {
         wr_u32(h, H_KEYED_COUNT, keyed_count as u32);
         wr_u64(h, H_KEYED_OFF, keyed_off);
         wr_u64(h, H_KEYED_LEN, keyed.len() as u64);
+        wr_u64(h, H_RUN_ONCE_OFF, region.0);
+        wr_u64(h, H_RUN_ONCE_LEN, region.1);
         let crc = header_crc(h, &ext_bytes, self.producer.as_bytes());
         wr_u32(h, H_CRC, crc);
 

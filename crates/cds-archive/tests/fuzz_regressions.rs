@@ -71,8 +71,9 @@ fn sample_passes_every_check() {
     let b = sample();
     let a = Archive::parse(&b, b.len() as u64).unwrap();
     for e in a.entries().unwrap() {
-        let start = e.objects_file_off as usize;
-        e.verify(&b[start..start + e.objects_len as usize]).unwrap();
+        let [first, ro] = e.part_ranges();
+        let (first, ro) = (&b[first.0 as usize..first.1 as usize], &b[ro.0 as usize..ro.1 as usize]);
+        e.verify(&Parts::new(first, 0, ro, 0)).unwrap();
         assert!(e.fixups().all(|f| f.is_ok()));
     }
     assert_eq!(a.interned(0).unwrap(), b"shared");

@@ -36,6 +36,18 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
     }
 }
 
+/// A module's two parts, copied out of the archive's bytes (to verify or relocate them).
+fn parts_of(bytes: &[u8], e: &Entry) -> (Vec<u8>, Vec<u8>) {
+    let [f, r] = e.part_ranges();
+    (bytes[f.0 as usize..f.1 as usize].to_vec(), bytes[r.0 as usize..r.1 as usize].to_vec())
+}
+
+/// `Entry::verify` on a module's bytes as the archive holds them.
+fn verify_in(bytes: &[u8], e: &Entry) -> Result<(), FormatError> {
+    let (first, run_once) = parts_of(bytes, e);
+    e.verify(&Parts::new(&first[..], 0, &run_once[..], 0))
+}
+
 const BASE: u64 = 0x2000_0000_0000;
 
 fn sample() -> Vec<u8> {
@@ -69,8 +81,7 @@ fn round_trip_and_lookup() {
         let e = a.lookup(n).unwrap().unwrap();
         assert_eq!(e.name, n);
         assert_eq!(e.meta().unwrap(), meta(&format!("/lib/{n}.py")));
-        let start = e.objects_file_off as usize;
-        e.verify(&bytes[start..start + e.objects_len as usize]).unwrap();
+        verify_in(&bytes, &e).unwrap();
     }
     for n in ["", "a", "mid.", "zz", "alpha\0"] {
         assert!(a.lookup(n).unwrap().is_none(), "{n:?} found");
@@ -126,36 +137,53 @@ fn what_a_loader_reads_once_lies_behind_the_names_in_dump_order() {
 }
 
 #[test]
-fn run_once_parts_get_whole_pages_when_asked() {
-    for paged in [false, true] {
+fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
+    let layout = [("a", 16u64, 48usize), ("b", 32, 32 + 5000), ("c", 16, 16 + 9000), ("d", 48, 48), ("e", 0, 64)];
+    for pooled in [false, true] {
         let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
-        for (name, run_once, len) in [("a", 16u64, 48usize), ("b", 32, 32 + 5000), ("c", 16, 16 + 9000), ("d", 48, 48)] {
+        for (name, run_once, len) in layout {
             let mut m = module(name, &mut b);
             m.objects.resize(len, 0);
             m.run_once = run_once;
+            if run_once == 0 {
+                m.relocs.clear();
+                m.fixups.clear();
+            }
             b.add_module(m).unwrap();
         }
-        b.page_run_once(paged);
+        b.pool_run_once(pooled);
         let bytes = b.build().unwrap().0;
         let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
-        for (name, run_once, len) in [("a", 16u64, 48u64), ("b", 32, 5032), ("c", 16, 9016), ("d", 48, 48)] {
+        let h = &a.header;
+        assert_eq!(h.run_once_len > 0, pooled);
+        assert_eq!((h.run_once_off % PAGE_SIZE, h.run_once_len % PAGE_SIZE), (0, 0));
+        let region = (h.objects_off + h.run_once_off, h.objects_off + h.run_once_off + h.run_once_len);
+        let mut run_once_parts = Vec::new();
+        for (name, run_once, len) in layout {
             let e = a.lookup(name).unwrap().unwrap();
-            assert_eq!(e.run_once, run_once);
-            let start = e.objects_file_off as usize;
-            e.verify(&bytes[start..start + e.objects_len as usize]).unwrap();
-            let big = len - run_once >= RUN_ONCE_PAGE_MIN;
-            if paged && big {
-                // Page-aligned start, padded with zeros to whole pages.
-                assert_eq!((e.objects_file_off + run_once) % PAGE_SIZE, 0, "{name}");
-                assert_eq!((e.objects_len - run_once) % PAGE_SIZE, 0, "{name}");
-                assert!(bytes[start + len as usize..start + e.objects_len as usize].iter().all(|&x| x == 0));
+            assert_eq!((e.run_once, e.objects_len), (run_once, len as u64), "{name}");
+            verify_in(&bytes, &e).unwrap();
+            let [first, ro] = e.part_ranges();
+            assert!(!pooled || first.1 <= region.0 || first.0 == first.1, "{name}: objects before the run-once ones inside the region");
+            if ro.0 < ro.1 {
+                assert_eq!(e.pooled, pooled, "{name}");
+                if pooled {
+                    assert!(region.0 <= ro.0 && ro.1 <= region.1, "{name}");
+                    run_once_parts.push(ro);
+                } else {
+                    assert_eq!(ro.0, first.1, "{name}: the run-once part follows the rest");
+                }
             } else {
-                assert_eq!(e.objects_len, len, "{name}");
+                assert!(!e.pooled, "{name}");
             }
         }
-        // The small module after them fills the gap that aligning "b" left.
-        let (b_off, d_off) = (a.lookup("b").unwrap().unwrap().objects_file_off, a.lookup("d").unwrap().unwrap().objects_file_off);
-        assert_eq!(d_off < b_off, paged);
+        // Pooled back to back, in list order, from the region's first page.
+        if pooled {
+            assert_eq!(run_once_parts[0].0, region.0);
+            for w in run_once_parts.windows(2) {
+                assert_eq!(w[1].0, w[0].1.next_multiple_of(OBJECT_ALIGN));
+            }
+        }
     }
     // A run-once offset past the module, or misaligned, is refused when added.
     let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
@@ -250,26 +278,58 @@ fn relocation_at_preferred_base_writes_only_externals_that_differ() {
     let (meta_part, _) = bytes.split_at(Archive::parse(&bytes, bytes.len() as u64).unwrap().header.objects_off as usize);
     let a = Archive::parse(meta_part, bytes.len() as u64).unwrap();
     let e = a.lookup("mid").unwrap().unwrap();
-    let (start, len) = (e.objects_file_off as usize, e.objects_len as usize);
     let module_addr = BASE + e.objects_file_off;
-    let mut objects = bytes[start..start + len].to_vec();
+    let (mut objects, mut none) = parts_of(&bytes, &e);
+    assert!(none.is_empty(), "the sample's modules have no run-once objects");
+    let relocate_at = |objects: &mut Vec<u8>, none: &mut Vec<u8>, actual: u64, map: &ExternalMap| {
+        let mut parts = Parts::new(&mut objects[..], actual + e.objects_file_off, &mut none[..], actual + e.run_once_file_off);
+        relocate(&mut parts, &e, BASE, actual, map)
+    };
     // Same external address as the dumper had: nothing is written.
     let same = ExternalMap::new(&a.external_addrs(), &[0xdead_beef]);
-    let st = relocate(&mut objects, &e, module_addr, module_addr, &same).unwrap();
+    let st = relocate_at(&mut objects, &mut none, BASE, &same).unwrap();
     assert_eq!(st, RelocStats { relocs: 3, written: 0 });
     // Another external address: only that slot changes.
     let other = ExternalMap::new(&a.external_addrs(), &[0x1234]);
-    let st = relocate(&mut objects, &e, module_addr, module_addr, &other).unwrap();
+    let st = relocate_at(&mut objects, &mut none, BASE, &other).unwrap();
     assert_eq!(st.written, 1);
     assert_eq!(u64::from_ne_bytes(objects[8..16].try_into().unwrap()), 0x1234);
     // Mapped elsewhere: internal pointers move by the difference (the external slot, already
     // holding this process's address, is no longer a dumped address: relocate from a clean copy).
-    let mut objects = bytes[start..start + len].to_vec();
+    let (mut objects, mut none) = parts_of(&bytes, &e);
+    let st = relocate_at(&mut objects, &mut none, BASE + 0x10_0000, &other).unwrap();
     let moved = module_addr + 0x10_0000;
-    let st = relocate(&mut objects, &e, module_addr, moved, &other).unwrap();
     assert_eq!(st.written, 3);
     assert_eq!(u64::from_ne_bytes(objects[0..8].try_into().unwrap()), moved + 16);
     assert_eq!(u64::from_ne_bytes(objects[16..24].try_into().unwrap()), moved + 32);
+}
+
+#[test]
+fn relocation_moves_pointers_into_a_pooled_run_once_part_with_it() {
+    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+    let mut m = module("m", &mut b);
+    // Objects 1 and 2 are run-once; object 0 (kept) points at object 1: refused by a loader's
+    // validation, but relocation moves both kinds of pointer the same way.
+    m.run_once = 16;
+    b.add_module(m).unwrap();
+    b.pool_run_once(true);
+    let bytes = b.build().unwrap().0;
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    let e = a.lookup("m").unwrap().unwrap();
+    assert!(e.pooled);
+    let (mut first, mut ro) = parts_of(&bytes, &e);
+    let ro_addr = BASE + e.run_once_file_off;
+    // As laid out: object 0's pointer and object 1's (the run-once part's first word) lead
+    // into the run-once part.
+    assert_eq!(u64::from_ne_bytes(first[0..8].try_into().unwrap()), ro_addr);
+    assert_eq!(u64::from_ne_bytes(ro[0..8].try_into().unwrap()), ro_addr + 16);
+    let map = ExternalMap::new(&a.external_addrs(), &[0xdead_beef]);
+    let actual = BASE + 0x40_0000;
+    let mut parts = Parts::new(&mut first[..], actual + e.objects_file_off, &mut ro[..], actual + e.run_once_file_off);
+    let st = relocate(&mut parts, &e, BASE, actual, &map).unwrap();
+    assert_eq!(st.written, 2);
+    assert_eq!(parts.word(0), Some(actual + e.run_once_file_off));
+    assert_eq!(parts.offset_of(parts.word(16).unwrap()), Some(32));
 }
 
 #[test]
@@ -320,9 +380,7 @@ fn bit_flips_are_caught() {
 
 fn inside_module(bytes: &[u8], byte: usize) -> bool {
     let a = Archive::parse(bytes, bytes.len() as u64).unwrap();
-    a.entries().unwrap().iter().any(|e| {
-        byte >= e.objects_file_off as usize && byte < (e.objects_file_off + e.objects_len) as usize
-    })
+    a.entries().unwrap().iter().any(|e| e.part_ranges().iter().any(|&(start, end)| (start..end).contains(&(byte as u64))))
 }
 
 fn damaged(b: &[u8]) -> bool {
@@ -341,14 +399,14 @@ fn damaged(b: &[u8]) -> bool {
         return true;
     }
     for e in entries {
-        let s = e.objects_file_off as usize;
-        let mut objects = b[s..s + e.objects_len as usize].to_vec();
-        let base = a.header.preferred_base + e.objects_file_off;
+        let (mut first, mut ro) = parts_of(b, &e);
+        let base = a.header.preferred_base;
         let map = ExternalMap::new(&a.external_addrs(), &[1]);
-        if e.verify(&objects).is_err()
+        let mut parts = Parts::new(&mut first[..], base + e.objects_file_off, &mut ro[..], base + e.run_once_file_off);
+        if e.verify(&parts.view()).is_err()
             || e.fixups().any(|f| f.is_err())
             || e.meta().is_err()
-            || relocate(&mut objects, &e, base, base, &map).is_err()
+            || relocate(&mut parts, &e, base, base, &map).is_err()
         {
             return true;
         }
@@ -411,4 +469,56 @@ fn largest_module_is_the_largest_objects_length_and_never_past_the_section() {
     let d = Archive::parse(&damaged, damaged.len() as u64).unwrap();
     assert!(d.entry(big).is_err());
     assert_eq!(d.largest_module(), d.header.objects_len);
+}
+
+#[test]
+fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
+    // Field offsets from docs/format.md: the header's run-once region, an entry's parts.
+    const H_REGION_OFF: usize = 168;
+    const H_REGION_LEN: usize = 176;
+    const E_OBJECTS_OFF: usize = 32;
+    const E_RUN_ONCE_PART_OFF: usize = 72;
+    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+    for name in ["a", "b"] {
+        let mut m = module(name, &mut b);
+        m.run_once = 16;
+        b.add_module(m).unwrap();
+    }
+    b.pool_run_once(true);
+    let clean = b.build().unwrap().0;
+    let a = Archive::parse(&clean, clean.len() as u64).unwrap();
+    let h = a.header.clone();
+    let entry_at = |i: u32| h.index_off as usize + i as usize * ENTRY_SIZE;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let put = |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    let e0 = entry_at(0);
+    let (first0, ro0) = (u64_at(&clean, e0 + E_OBJECTS_OFF), u64_at(&clean, e0 + E_RUN_ONCE_PART_OFF));
+    let ro1 = u64_at(&clean, entry_at(1) + E_RUN_ONCE_PART_OFF);
+    let cases: Vec<(&str, usize, u64, FormatError)> = vec![
+        ("run-once part over the first part", e0 + E_RUN_ONCE_PART_OFF, first0, FormatError::OutOfBounds("module objects")),
+        ("first part inside the region", e0 + E_OBJECTS_OFF, ro0, FormatError::OutOfBounds("module objects")),
+        ("run-once part across the region's start", e0 + E_RUN_ONCE_PART_OFF, h.run_once_off - 16, FormatError::OutOfBounds("run-once objects")),
+        ("run-once part past the section", e0 + E_RUN_ONCE_PART_OFF, h.objects_len - 16, FormatError::OutOfBounds("module objects")),
+        ("misaligned run-once part", e0 + E_RUN_ONCE_PART_OFF, ro0 + 8, FormatError::OutOfBounds("module objects")),
+    ];
+    for (label, at, value, want) in cases {
+        let mut b = clean.clone();
+        put(&mut b, at, value);
+        assert!(fuzzing::fix_checksums(&mut b), "{label}");
+        let a = Archive::parse(&b, b.len() as u64).unwrap();
+        assert_eq!(a.entry(0).unwrap_err(), want, "{label}");
+    }
+    // Two modules claiming the same run-once part is allowed by the index (each part's bytes
+    // are checked against its own checksum when it is loaded); the loader counts both.
+    let mut b = clean.clone();
+    put(&mut b, e0 + E_RUN_ONCE_PART_OFF, ro1);
+    assert!(fuzzing::fix_checksums(&mut b));
+    assert!(Archive::parse(&b, b.len() as u64).unwrap().entry(0).unwrap().pooled);
+    // A region that is not whole pages, or runs past the objects section.
+    for (at, value) in [(H_REGION_OFF, h.run_once_off + 16), (H_REGION_LEN, h.run_once_len + 4096), (H_REGION_LEN, 100)] {
+        let mut b = clean.clone();
+        put(&mut b, at, value);
+        assert!(fuzzing::fix_checksums(&mut b));
+        assert_eq!(Archive::parse(&b, b.len() as u64).unwrap_err(), FormatError::OutOfBounds("run-once region"));
+    }
 }

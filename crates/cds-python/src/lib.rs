@@ -93,6 +93,7 @@ impl Archive {
         d.set_item("file_bytes", self.inner.file_len())?;
         d.set_item("objects_bytes", h.objects_len)?;
         d.set_item("metadata_bytes", h.objects_off)?;
+        d.set_item("run_once_region_bytes", h.run_once_len)?;
         d.set_item("externals", h.externals_count)?;
         d.set_item("preferred_base", h.preferred_base)?;
         d.set_item("mapped_at", self.inner.mapped_at())?;
@@ -172,8 +173,8 @@ impl ArchiveWriter {
         let (fp, description) = fingerprint::current();
         let mut builder = ArchiveBuilder::new(fp, &description, PREFERRED_BASE);
         // Only where the loader can tell that run-once objects are dead (reference counts that
-        // move) is it worth giving them pages of their own.
-        builder.page_run_once(loader::CAN_RELEASE_RUN_ONCE);
+        // move) is it worth pooling them in a region of their own.
+        builder.pool_run_once(loader::CAN_RELEASE_RUN_ONCE);
         ArchiveWriter { builder: Some(builder), code_count: 0 }
     }
 

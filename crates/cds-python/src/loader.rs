@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use cds_archive::{read_slot, relocate, write_slot, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, HEADER_SIZE};
+use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, Parts, HEADER_SIZE, PAGE_SIZE};
 use pyo3::ffi;
 
 use crate::code_versions;
@@ -31,7 +31,7 @@ enum ModState {
     /// Being fixed up by a thread that holds the GIL.
     InProgress,
     /// Fixed up: the root code object, and the file range of the module's run-once objects
-    /// when this interpreter can release them and they fill at least one whole page.
+    /// when this interpreter can release them and they lie in the archive's run-once region.
     Ready { code: usize, run_once: Option<FileRange> },
     Failed(String),
     /// The module ran and its run-once objects' pages were given back: its code object is
@@ -54,6 +54,8 @@ pub struct LoadedArchive {
     prepared: Condvar,
     /// Signalled when the run-ahead thread may have more to do (or must stop).
     more_work: Condvar,
+    /// Signalled when the run-ahead thread has given back the pages it took over.
+    dropped: Condvar,
     /// The modules in dump order (each with where its read-once metadata starts), and each
     /// module's position in that order; made at the first import.
     order: OnceLock<DumpOrder>,
@@ -63,7 +65,7 @@ pub struct LoadedArchive {
     interned: OnceLock<Box<[AtomicUsize]>>,
     pub path: String,
     pub producer: String,
-    /// Modules whose run-once pages were released, and the bytes given back.
+    /// Modules whose run-once objects were released, and the bytes of pages given back.
     released: AtomicUsize,
     released_bytes: AtomicUsize,
     /// Modules whose import found them prepared by the run-ahead thread.
@@ -87,6 +89,28 @@ const PANICKED: &str = "fixing it up failed unexpectedly (a bug in pycds; please
 struct Modules {
     states: Vec<ModState>,
     ahead: RunAhead,
+    /// Who uses the pages of the archive's run-once region (see `RegionPages`).
+    region: RegionPages,
+}
+
+/// The pages of the archive's run-once region, which holds the run-once objects of many modules
+/// back to back: a page is given back once every module with run-once objects on it has run
+/// and released them. Two counts per page decide it. `users` is what makes it safe: the modules
+/// with run-once objects on the page that were claimed (by the thread that fixes them up,
+/// before it writes a byte of them) and not yet released; a module not claimed yet has written
+/// nothing there (it finds the file's bytes when it is), and one that failed keeps its count
+/// (its pages stay). `left` is what makes it worth it: the modules the index places on the
+/// page that have not released theirs, so that a page is not given back after its first
+/// module ran only to be faulted in again for the next (an index that lies about it can only
+/// make pages stay or go early, never go while a claimed module needs them). Only where
+/// run-once objects can be released (3.11).
+#[derive(Default)]
+struct RegionPages {
+    /// Per page of the region (made at the first claim), the two counts.
+    users: Vec<u32>,
+    left: Vec<u32>,
+    /// Per module, the region pages it counts on, `[first, end)` (`(0, 0)`: none).
+    counted: Vec<(u32, u32)>,
 }
 
 struct DumpOrder {
@@ -126,6 +150,9 @@ struct RunAhead {
     /// Pages to give back that the thread took over from the importing thread while it was
     /// on a CPU (see `give_back`).
     drops: Vec<PageDrop>,
+    /// Those the thread is giving back right now (without the lock): a claim that needs one of
+    /// these pages waits for `LoadedArchive::dropped` (see `claim_region_pages`).
+    in_flight: Vec<PageDrop>,
 }
 
 /// Archive pages to give back (`MADV_DONTNEED`), each as its caller proved it may be.
@@ -272,9 +299,14 @@ impl LoadedArchive {
         Ok(LoadedArchive {
             view,
             map,
-            modules: Mutex::new(Modules { states: (0..count).map(|_| ModState::Fresh).collect(), ahead: RunAhead::default() }),
+            modules: Mutex::new(Modules {
+                states: (0..count).map(|_| ModState::Fresh).collect(),
+                ahead: RunAhead::default(),
+                region: RegionPages::default(),
+            }),
             prepared: Condvar::new(),
             more_work: Condvar::new(),
+            dropped: Condvar::new(),
             order: OnceLock::new(),
             resolved: OnceLock::new(),
             interned: OnceLock::new(),
@@ -367,7 +399,7 @@ impl LoadedArchive {
             if index as usize >= m.states.len() {
                 return Err("module index out of range".into());
             }
-            let Modules { states, ahead: a } = &mut *m;
+            let Modules { states, ahead: a, .. } = &mut *m;
             a.loads += 1;
             // Until the thread may start, nothing needs the dump order (made on first use): a
             // process that only starts up never sorts the index.
@@ -412,6 +444,8 @@ impl LoadedArchive {
                 ModState::Preparing => unreachable!("waited for above"),
                 ModState::Fresh => {
                     *state = ModState::InProgress;
+                    // Claimed: count its region pages before writing a byte of them.
+                    drop(self.claim_region_pages(m, index));
                     None
                 }
                 ModState::Prepared(_) => match std::mem::replace(state, ModState::InProgress) {
@@ -443,7 +477,7 @@ impl LoadedArchive {
                 Err(why)
             }
         };
-        let Modules { states, ahead } = &mut *m;
+        let Modules { states, ahead, .. } = &mut *m;
         self.forget_read(states, ahead);
         self.start_running_ahead(&mut m);
         result
@@ -490,6 +524,7 @@ impl LoadedArchive {
                 let index = order.modules[m.ahead.next].1;
                 m.ahead.next += 1;
                 m.states[index as usize] = ModState::Preparing;
+                m = self.claim_region_pages(m, index);
                 drop(m);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals, &mut scratch)))
                     .unwrap_or_else(|_| Err(PANICKED.into()));
@@ -530,35 +565,142 @@ impl LoadedArchive {
         self.modules().ahead.stop = false;
     }
 
-    /// After module `index` ran (from its code object as `load` returned it): gives back the
-    /// pages of its run-once objects if nothing refers to any of them any more, as a normal
-    /// import frees its module's code object then. Returns the bytes released (0 when the
-    /// module has no whole page of run-once objects, was not fixed up, or this interpreter
-    /// cannot tell), or why the objects were kept. Must be called with the GIL held.
-    pub fn release(&self, index: u32) -> Result<usize, String> {
+    /// After module `index` ran (from its code object as `load` returned it): releases its
+    /// run-once objects if nothing refers to any of them any more, as a normal import frees its
+    /// module's code object then, and gives back the pages of the run-once region that no
+    /// module needs any more (see `RegionPages`). Returns the bytes given back (pages shared
+    /// with modules that have not run yet go back with the last of them), `None` when there was
+    /// nothing to release (the module's run-once objects are not in the region, it was not
+    /// fixed up, or this interpreter cannot tell), or why the objects were kept. Must be called
+    /// with the GIL held.
+    pub fn release(&self, index: u32) -> Result<Option<usize>, String> {
         let mut m = self.modules();
         let Some(&ModState::Ready { run_once: Some((start, end)), .. }) = m.states.get(index as usize) else {
-            return Ok(0);
+            return Ok(None);
         };
-        let (first, last) = whole_pages(start, end);
         let externals = self.externals()?;
         // SAFETY: GIL held (caller contract), so no other code reads or writes these objects
-        // while the slice lives; the range lies inside the module (from its checked entry, at
-        // fix-up), and the slice is only read.
+        // while the slice lives; the range is the module's run-once part (from its checked
+        // entry, at fix-up), and the slice is only read.
         let objects = unsafe { self.map.range_mut(start as usize, (end - start) as usize) };
         let actual = self.map.addr() + start;
         // Each object still carries the archived count: nothing outside the run-once objects
         // holds a reference (the validator made sure no other archived object points at them).
-        Validator::new(objects, actual, &externals.rules, self.view.header.intern_count, 0)
+        Validator::new(Parts::new(&[][..], actual, &*objects, actual), &externals.rules, self.view.header.intern_count)
             .objects_intact()?;
         m.states[index as usize] = ModState::Released;
-        // Every object on these pages is unreferenced (just checked, GIL held): no pointer of
-        // the interpreter or of another archived object leads to them, and the module's state
-        // no longer hands out its code object, so nothing will touch them again.
-        self.give_back(&mut m.ahead, PageDrop::RunOnce(first as usize, (last - first) as usize));
         self.released.fetch_add(1, Relaxed);
-        self.released_bytes.fetch_add((last - first) as usize, Relaxed);
-        Ok((last - first) as usize)
+        // Every object of this module on these pages is unreferenced (just checked, GIL held):
+        // no pointer of the interpreter or of another archived object leads to them, and the
+        // module's state no longer hands out its code object, so nothing will touch them again.
+        // The page counts say which pages no other claimed module needs.
+        let Modules { region, ahead, .. } = &mut *m;
+        let (first, end) = region.counted.get_mut(index as usize).map(std::mem::take).unwrap_or((0, 0));
+        // Runs of pages whose count drops to zero, as `[start, end)` page numbers.
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for page in first..end {
+            let (users, left) = (&mut region.users[page as usize], &mut region.left[page as usize]);
+            if *users == 0 {
+                continue; // never counted (cannot happen): keep the page
+            }
+            *users -= 1;
+            *left = left.saturating_sub(1);
+            if *users == 0 && *left == 0 {
+                match runs.last_mut() {
+                    Some(run) if run.1 == page => run.1 = page + 1,
+                    _ => runs.push((page, page + 1)),
+                }
+            }
+        }
+        let mut given = 0;
+        for (a, b) in runs {
+            let off = self.region_start() + a as u64 * PAGE_SIZE;
+            let len = (b - a) as usize * PAGE_SIZE as usize;
+            self.give_back(ahead, PageDrop::RunOnce(off as usize, len));
+            given += len;
+        }
+        self.released_bytes.fetch_add(given, Relaxed);
+        Ok(Some(given))
+    }
+
+    /// The file offset of the archive's run-once region.
+    fn region_start(&self) -> u64 {
+        self.view.header.objects_off + self.view.header.run_once_off
+    }
+
+    /// Module `entry`'s objects in the mapping, each part at its address in this process.
+    ///
+    /// SAFETY (caller): as for `Mapping::range_mut`: the caller claimed the module under the
+    /// lock before any of its objects reached the interpreter (or holds the GIL), so no other
+    /// reference into its bytes is in use. The two parts lie in the objects section and apart
+    /// (checked by `Archive::entry`), so the two slices do not alias.
+    unsafe fn parts_mut(&self, entry: &Entry) -> Parts<&mut [u8]> {
+        let [(a, b), (c, d)] = entry.part_ranges();
+        let base = self.map.addr();
+        // SAFETY: the caller's contract, above; the ranges are disjoint.
+        let (first, run_once) = unsafe {
+            (self.map.range_mut(a as usize, (b - a) as usize), self.map.range_mut(c as usize, (d - c) as usize))
+        };
+        Parts::new(first, base + a, run_once, base + c)
+    }
+
+    /// Counts module `index`, just claimed (its state set under the lock `m`, before any byte of
+    /// it is written), as a user of the run-once region pages its run-once objects lie on, so
+    /// that no release gives them back while it may need them. A page some release left for the
+    /// run-ahead thread to give back is taken off that list; one the thread is giving back right
+    /// now is waited for (so that the module finds the file's bytes there, not a page being
+    /// dropped under its writes). Returns the lock.
+    fn claim_region_pages<'m>(&'m self, mut m: MutexGuard<'m, Modules>, index: u32) -> MutexGuard<'m, Modules> {
+        if !CAN_RELEASE_RUN_ONCE || self.view.header.run_once_len == 0 {
+            return m;
+        }
+        // An entry that does not parse is refused by the fix-up itself: nothing to count.
+        let Ok(entry) = self.view.entry(index) else { return m };
+        if !entry.pooled {
+            return m;
+        }
+        let [_, (start, end)] = entry.part_ranges();
+        let region = self.region_start();
+        let (first, last) = ((start - region) / PAGE_SIZE, (end - region).div_ceil(PAGE_SIZE));
+        let (lo, hi) = (region + first * PAGE_SIZE, region + last * PAGE_SIZE);
+        let overlaps = |d: &PageDrop| matches!(*d, PageDrop::RunOnce(s, l) if (s as u64) < hi && lo < (s + l) as u64);
+        while m.ahead.in_flight.iter().any(overlaps) {
+            m = self.dropped.wait(m).unwrap_or_else(|p| p.into_inner());
+        }
+        // Pending drops keep only their pages outside this module's.
+        let pending = std::mem::take(&mut m.ahead.drops);
+        for d in pending {
+            match d {
+                PageDrop::RunOnce(s, l) if overlaps(&d) => {
+                    let (s, e) = (s as u64, (s + l) as u64);
+                    if s < lo {
+                        m.ahead.drops.push(PageDrop::RunOnce(s as usize, (lo - s) as usize));
+                    }
+                    if hi < e {
+                        m.ahead.drops.push(PageDrop::RunOnce(hi as usize, (e - hi) as usize));
+                    }
+                }
+                other => m.ahead.drops.push(other),
+            }
+        }
+        let Modules { region: r, states, .. } = &mut *m;
+        if r.users.is_empty() {
+            let pages = (self.view.header.run_once_len / PAGE_SIZE) as usize;
+            r.users = vec![0; pages];
+            r.left = vec![0; pages];
+            for (start, end) in self.view.pooled_parts() {
+                let (a, b) = ((start - region) / PAGE_SIZE, (end - region).div_ceil(PAGE_SIZE));
+                for page in a..b.min(pages as u64) {
+                    r.left[page as usize] += 1;
+                }
+            }
+            r.counted = vec![(0, 0); states.len()];
+        }
+        for page in first..last {
+            r.users[page as usize] += 1;
+        }
+        r.counted[index as usize] = (first as u32, last as u32);
+        m
     }
 
     /// Advances the marks of `ReadOnce` after a module's fix-up (`modules`: every module's state,
@@ -629,11 +771,14 @@ impl LoadedArchive {
     fn drop_left<'m>(&'m self, mut m: MutexGuard<'m, Modules>) -> MutexGuard<'m, Modules> {
         while !m.ahead.drops.is_empty() {
             let drops = std::mem::take(&mut m.ahead.drops);
+            m.ahead.in_flight.clone_from(&drops);
             drop(m);
-            for pages in drops {
+            for &pages in &drops {
                 self.drop_now(pages);
             }
             m = self.modules();
+            m.ahead.in_flight.clear();
+            self.dropped.notify_all();
         }
         m
     }
@@ -648,7 +793,7 @@ impl LoadedArchive {
         self.load_ns.load(Relaxed)
     }
 
-    /// Modules whose run-once pages were released, and the bytes released.
+    /// Modules whose run-once objects were released, and the bytes of pages given back.
     pub fn released(&self) -> (usize, usize) {
         (self.released.load(Relaxed), self.released_bytes.load(Relaxed))
     }
@@ -709,30 +854,28 @@ impl LoadedArchive {
         if self.panic_in_prepare.as_deref() == Some(entry.name) {
             panic!("PYCDS_TEST_PANIC_IN_PREPARE={}", entry.name);
         }
-        let start = entry.objects_file_off as usize;
-        let len = entry.objects_len as usize;
-        // SAFETY: the range lies in the objects section (checked by `Archive::entry`); this
-        // thread claimed the module under the lock (state `Preparing` or `InProgress`), so no
-        // other thread touches these bytes, and its objects have never been handed to the
-        // interpreter, so nothing else references them.
-        let objects = unsafe { self.map.range_mut(start, len) };
+        // SAFETY: this thread claimed the module under the lock (state `Preparing` or
+        // `InProgress`, its region pages counted), so no other thread touches these bytes, and
+        // its objects have never been handed to the interpreter, so nothing else references them.
+        let mut objects = unsafe { self.parts_mut(&entry) };
         let populated = externals.moves || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS;
         if populated {
             // Every object's header will be written (type pointers that differ in this process,
             // or reference counts on interpreters without immortal objects).
-            self.map.populate_for_write(start, len);
+            for (start, end) in entry.part_ranges() {
+                self.map.populate_for_write(start as usize, (end - start) as usize);
+            }
         }
         let t0 = std::time::Instant::now();
-        entry.verify(objects).map_err(|e| e.to_string())?;
+        entry.verify(&objects.view()).map_err(|e| e.to_string())?;
         let t1 = std::time::Instant::now();
-        let preferred = self.view.header.preferred_base + entry.objects_file_off;
-        let actual = self.map.addr() + entry.objects_file_off;
-        let st = relocate(objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
+        let (preferred, actual) = (self.view.header.preferred_base, self.map.addr());
+        let st = relocate(&mut objects, &entry, preferred, actual, &externals.map).map_err(|e| e.to_string())?;
         let t2 = std::time::Instant::now();
-        let validated = Validator::new(objects, actual, &externals.rules, self.view.header.intern_count, entry.run_once)
+        let validated = Validator::new(objects.view(), &externals.rules, self.view.header.intern_count)
             .run(entry.root, scratch)
             .map_err(|e| format!("{}: {e}", entry.name))?;
-        let frozensets = frozenset_slots(&entry, objects, actual, &validated)?;
+        let frozensets = frozenset_slots(&entry, &objects.view(), &validated)?;
         let t3 = std::time::Instant::now();
         // The slots of strings already made are filled here, off the importing thread when
         // this runs ahead: writing a pointer needs no GIL, and the slot takes no reference of
@@ -754,7 +897,10 @@ impl LoadedArchive {
         for &(slot, number) in validated.interned {
             match made(number) {
                 0 => interned.push((slot, number)),
-                s => write_slot(objects, slot as u64, s as u64),
+                s => {
+                    // `slot` lies inside the module (the validator read it).
+                    objects.set_word(slot as u64, s as u64);
+                }
             }
         }
         let filled_early = (validated.interned.len() - interned.len(), ns(t3, std::time::Instant::now()));
@@ -782,15 +928,10 @@ impl LoadedArchive {
             written,
             phase_ns: [verify_ns, relocate_ns, validate_ns],
         } = prepared;
-        let start = entry.objects_file_off as usize;
-        let len = entry.objects_len as usize;
-        // SAFETY: GIL held (the caller's contract); the range lies in the objects section
-        // (checked by `Archive::entry`), and this module is `InProgress`, claimed by this thread,
-        // and none of its objects has been handed to the interpreter yet.
-        let objects = unsafe { self.map.range_mut(start, len) };
-        let actual = self.map.addr() + entry.objects_file_off;
+        // SAFETY: GIL held (the caller's contract); this module is `InProgress`, claimed by this
+        // thread, and none of its objects has been handed to the interpreter yet.
+        let mut objects = unsafe { self.parts_mut(&entry) };
         let intern_count = self.view.header.intern_count;
-        let base = objects.as_mut_ptr();
         let table = self.interned.get_or_init(|| zeroed_table(intern_count as usize));
         let t3 = std::time::Instant::now();
         // Interned strings first: a frozenset below is built from items that may be among them.
@@ -800,13 +941,18 @@ impl LoadedArchive {
         // back. Interned strings are never modified in place, whatever their count.
         for &(slot, number) in &interned {
             let s = self.interned_string(table, number).map_err(|e| format!("{}: {e}", entry.name))?;
-            write_slot(objects, slot as u64, s as u64);
+            // `slot` lies inside the module (the validator read it).
+            objects.set_word(slot as u64, s as u64);
         }
         for &slot in &frozensets {
+            let Some(slot) = objects.ptr_mut(slot as u64) else {
+                return Err(format!("frozenset fix-up of {} outside the module", entry.name));
+            };
             // SAFETY: `prepare` checked that `slot` is a constant slot inside the module that
-            // holds a pointer to an archived tuple of the module (GIL held).
+            // holds a pointer to an archived tuple of the module (GIL held); slots are 8-byte
+            // aligned, and the pointer was just taken from the module's bytes.
             unsafe {
-                let slot = base.add(slot as usize) as *mut *mut ffi::PyObject;
+                let slot = slot as *mut *mut ffi::PyObject;
                 let fs = ffi::PyFrozenSet_New(*slot);
                 if fs.is_null() {
                     ffi::PyErr_Clear();
@@ -818,10 +964,8 @@ impl LoadedArchive {
             }
         }
         // The validator checked that the root is an archived code object.
-        let root = actual + entry.root;
-        let run_once = (entry.objects_file_off + entry.run_once, entry.objects_file_off + entry.objects_len);
-        let (first, last) = whole_pages(run_once.0, run_once.1);
-        let run_once = (CAN_RELEASE_RUN_ONCE && first < last).then_some(run_once);
+        let root = objects.addr_of(entry.root);
+        let run_once = (CAN_RELEASE_RUN_ONCE && entry.pooled).then_some(entry.part_ranges()[1]);
         let t4 = std::time::Instant::now();
         Ok((
             root as *mut ffi::PyObject,
@@ -839,21 +983,18 @@ impl LoadedArchive {
 
 /// The slots of a validated module's frozenset fix-ups, each checked to be a constant slot that
 /// points at a tuple of the module (after relocation), as the validator found them.
-fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, validated: &Validated) -> Result<Vec<u32>, String> {
-    let len = objects.len() as u64;
+fn frozenset_slots(entry: &Entry, objects: &Parts<&[u8]>, validated: &Validated) -> Result<Vec<u32>, String> {
     let mut slots = Vec::new();
     for f in entry.fixups() {
         let f = f.map_err(|e| e.to_string())?;
         match f.kind {
             FixupKind::FrozenSet => {
                 // `fixups()` checked that the slot is aligned and inside the module.
-                let obj = read_slot(objects, f.slot as u64);
-                if obj < actual || obj >= actual + len {
+                let obj = objects.word(f.slot as u64).and_then(|w| objects.offset_of(w));
+                let Some(obj) = obj else {
                     return Err(format!("fix-up of {} points outside the module", entry.name));
-                }
-                if validated.kind_at(obj - actual) != Some(Kind::Tuple)
-                    || validated.classes.get(f.slot as u64) != SlotClass::Const
-                {
+                };
+                if validated.kind_at(obj) != Some(Kind::Tuple) || validated.classes.get(f.slot as u64) != SlotClass::Const {
                     return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
                 }
                 slots.push(f.slot);
@@ -865,12 +1006,6 @@ fn frozenset_slots(entry: &Entry, objects: &[u8], actual: u64, validated: &Valid
 
 fn ns(a: std::time::Instant, b: std::time::Instant) -> u64 {
     (b - a).as_nanos() as u64
-}
-
-/// The whole pages inside the file range `[start, end)`, as `[first, last)`.
-fn whole_pages(start: u64, end: u64) -> (u64, u64) {
-    let page = cds_archive::PAGE_SIZE;
-    (start.next_multiple_of(page), end / page * page)
 }
 
 /// The archived types' facts in this interpreter.

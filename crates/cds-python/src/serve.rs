@@ -406,14 +406,14 @@ fn exec_module(loader: &Bound<'_, PyAny>, module: &Bound<'_, PyAny>) -> PyResult
     // The module has run and its code object is dropped, as a normal import drops it: the
     // archive gives back the pages of its run-once objects if nothing refers to them.
     match archive.get().inner.release(index) {
-        Ok(0) => {}
-        Ok(n) => {
+        Ok(None) => {}
+        Ok(Some(n)) => {
             {
                 let mut log = log();
                 log.released += 1;
                 log.released_bytes += n;
             }
-            say(py, 2, format_args!("{name}: released {n} bytes of run-once objects"));
+            say(py, 2, format_args!("{name}: released its run-once objects ({n} bytes of pages given back)"));
         }
         Err(kept) => say(py, 2, format_args!("{name}: run-once objects kept: {kept}")),
     }

@@ -18,14 +18,14 @@
 //! after everything they point at, and the others hold none, so a pointer to an object that holds
 //! pointers must point backwards: that is what rules out cycles, with no search.
 //!
-//! The module's run-once objects come last (from offset `run_once`): no object before them may
-//! point at one of them, so that the loader may release their pages once they are dead. The
-//! first pass, on the run-once part alone, is also how the loader proves them dead after the
-//! module ran: every object still carries the archived reference count (no reference from
-//! outside), an untracked GC header and empty caches. A run-once part padded to whole pages
-//! ends in zero bytes after its last object.
+//! The module's run-once objects come last (from offset `run_once`, where the second of the
+//! module's two parts begins: see `cds_archive::Parts`; offsets here run through both parts, and
+//! addresses map to them): no object before them may point at one of them, so that the loader
+//! may release their pages once they are dead. The first pass, on the run-once part alone, is
+//! also how the loader proves them dead after the module ran: every object still carries the
+//! archived reference count (no reference from outside), an untracked GC header and empty caches.
 
-use cds_archive::AddrMap;
+use cds_archive::{AddrMap, Parts};
 
 use crate::code_versions;
 use crate::externals::{Kind, KINDS};
@@ -126,8 +126,8 @@ impl Rules {
 }
 
 pub struct Validator<'a> {
-    objects: &'a [u8],
-    actual: u64,
+    /// The module's objects, each part at its address in this process.
+    objects: Parts<&'a [u8]>,
     rules: &'a Rules,
     /// Entries of the archive's interned-strings table.
     intern_count: u32,
@@ -207,11 +207,12 @@ fn is_leaf(kind: Kind) -> bool {
 }
 
 impl<'a> Validator<'a> {
-    /// The module's `objects`, mapped at `actual`; the run-once objects start at `run_once`.
-    pub fn new(objects: &'a [u8], actual: u64, rules: &'a Rules, intern_count: u32, run_once: u64) -> Self {
+    /// The module's `objects`; its run-once objects start at `objects.split()` (checking only the
+    /// run-once part: a first part that is empty).
+    pub fn new(objects: Parts<&'a [u8]>, rules: &'a Rules, intern_count: u32) -> Self {
+        let run_once = objects.split();
         Validator {
             objects,
-            actual,
             rules,
             intern_count,
             run_once,
@@ -222,14 +223,14 @@ impl<'a> Validator<'a> {
     /// sizes fit, GC headers are untracked and caches empty. Returns the number of objects.
     /// On a run-once part after its module ran, this proves nothing refers to its objects.
     pub fn objects_intact(&self) -> Result<usize, String> {
-        let mut kinds = vec![0u8; self.objects.len() / 16 + 1];
+        let mut kinds = vec![0u8; (self.objects.len() / 16 + 1) as usize];
         self.parse(&mut kinds).map_err(|e| *e)
     }
 
     /// Validates every object of the module, working in `scratch`; the object at offset `root`
     /// must be code.
     pub fn run<'s>(self, root: u64, scratch: &'s mut Scratch) -> Result<Validated<'s>, String> {
-        let len = self.objects.len() as u64;
+        let len = self.objects.len();
         if len > u32::MAX as u64 {
             return Err(format!("module of {len} bytes: offsets past 4 GiB"));
         }
@@ -270,7 +271,7 @@ impl<'a> Validator<'a> {
     /// of each in `kinds` (per 16-byte unit: 0 where no object starts, else 1 + the kind) and
     /// returns how many there are.
     fn parse(&self, kinds: &mut [u8]) -> Result<usize, Fail> {
-        let len = self.objects.len() as u64;
+        let len = self.objects.len();
         let gc_head = layout::GC_HEAD_SIZE as u64;
         let mut found = 0;
         let mut at = 0u64;
@@ -279,12 +280,8 @@ impl<'a> Validator<'a> {
         let mut boundary = self.run_once >= len;
         while at < len {
             boundary |= at == self.run_once;
-            // A zero word where an object may start opens a GC header (see the module docs),
-            // unless only zeros follow: the padding of a run-once part.
+            // A zero word where an object may start opens a GC header (see the module docs).
             let headed = self.word(at)? == 0;
-            if headed && all_zero(&self.objects[at as usize..]) {
-                break;
-            }
             let off = if headed { at + gc_head } else { at };
             if off % 16 != 0 {
                 return Err(format!("misaligned object at {off}").into());
@@ -320,6 +317,9 @@ impl<'a> Validator<'a> {
             let Some(end) = end else {
                 return Err(format!("object at {off} runs past the end of the module").into());
             };
+            if at < self.run_once && self.run_once < end {
+                return Err(format!("run-once objects start at {}, inside an object", self.run_once).into());
+            }
             match kind {
                 Kind::Tuple => {
                     if let Some(hash) = layout::TUPLE_HASH {
@@ -330,8 +330,7 @@ impl<'a> Validator<'a> {
                 }
                 Kind::Code => {
                     let filled = layout::CODE_CACHES.iter().any(|&(_, field, size)| {
-                        let at = (off as usize + field)..(off as usize + field + size);
-                        self.objects.get(at).is_none_or(|b| b.iter().any(|&x| x != 0))
+                        self.objects.get(off + field as u64, size as u64).is_none_or(|b| b.iter().any(|&x| x != 0))
                     });
                     if filled {
                         return Err(format!("code object at {off} with a filled cache").into());
@@ -356,18 +355,13 @@ impl<'a> Validator<'a> {
 
     #[inline(always)]
     fn word(&self, off: u64) -> Result<u64, Fail> {
-        let o = off as usize;
-        self.objects
-            .get(o..o + 8)
-            .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-            .ok_or_else(|| format!("field at {off} outside the module").into())
+        self.objects.word(off).ok_or_else(|| format!("field at {off} outside the module").into())
     }
 
     #[inline(always)]
     fn u32_at(&self, off: u64) -> Result<u32, Fail> {
-        let o = off as usize;
         self.objects
-            .get(o..o + 4)
+            .get(off, 4)
             .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
             .ok_or_else(|| format!("field at {off} outside the module").into())
     }
@@ -412,7 +406,7 @@ impl<'a> Validator<'a> {
         if let Some((wstr, wstr_length)) = layout::STR_WSTR_SHARED {
             // Either no wchar_t cache, or (UCS-4 only) the string's own data, as CPython makes it.
             let w = self.word(off + wstr as u64)?;
-            let own = self.actual + off + layout::STR_COMPACT_SIZE as u64;
+            let own = self.objects.addr_of(off) + layout::STR_COMPACT_SIZE as u64;
             let wlen = if ascii { 0 } else { self.word(off + wstr_length as u64)? as i64 };
             let shared = kind == 4 && !ascii && w == own && wlen == length;
             if !(w == 0 && wlen == 0 || shared) {
@@ -511,8 +505,7 @@ impl Pass<'_, '_> {
             self.interned.push((slot as u32, n));
             return Ok(0);
         }
-        let len = v.objects.len() as u64;
-        let Some(off) = word.checked_sub(v.actual).filter(|&o| o < len) else {
+        let Some(off) = v.objects.offset_of(word) else {
             // Outside the module: only externals, and only of an acceptable kind.
             return match v.rules.externals.get(word) {
                 Some(ExtClass::Value(kind, _)) if Validator::accepts(expect, kind) => Ok(0),
@@ -541,7 +534,7 @@ impl Pass<'_, '_> {
     /// Checks that the tuple at `addr` (already checked to be a tuple) holds only strings.
     fn all_str(&self, addr: u64) -> Result<(), Fail> {
         let v = self.v;
-        let Some(off) = addr.checked_sub(v.actual).filter(|&o| o < v.objects.len() as u64) else {
+        let Some(off) = v.objects.offset_of(addr) else {
             // An external tuple is the interpreter's own (the empty tuple).
             return Ok(());
         };
@@ -550,7 +543,7 @@ impl Pass<'_, '_> {
             let slot = off + layout::TUPLE_ITEMS as u64 + 8 * i;
             let word = v.word(slot)?;
             let ok = layout::intern_ref_number(word).is_some()
-                || match word.checked_sub(v.actual).filter(|&o| o < v.objects.len() as u64) {
+                || match v.objects.offset_of(word) {
                     Some(o) => self.kind_at(o) == Some(Kind::Str),
                     None => matches!(v.rules.externals.get(word), Some(ExtClass::Value(Kind::Str, _))),
                 };
@@ -564,8 +557,8 @@ impl Pass<'_, '_> {
     /// Length of a tuple or bytes object (internal or external) at `addr`.
     fn length_of(&self, addr: u64) -> Result<i64, Fail> {
         let v = self.v;
-        match addr.checked_sub(v.actual) {
-            Some(off) if off < v.objects.len() as u64 => Ok(v.word(off + layout::OB_SIZE as u64)? as i64),
+        match v.objects.offset_of(addr) {
+            Some(off) => Ok(v.word(off + layout::OB_SIZE as u64)? as i64),
             _ => match v.rules.externals.get(addr) {
                 Some(ExtClass::Value(Kind::Tuple | Kind::Bytes | Kind::Str, n)) => Ok(n),
                 _ => Err(Box::new("length of a non-sequence".to_string())),
@@ -579,10 +572,4 @@ fn size_of(ob_size: i64, f: impl Fn(usize) -> usize) -> Result<usize, Fail> {
         return Err(format!("implausible object size {ob_size}").into());
     }
     Ok(f(ob_size as usize))
-}
-
-/// Whether every byte of `b` is zero (a word at a time).
-fn all_zero(b: &[u8]) -> bool {
-    let words = b.chunks_exact(8);
-    words.remainder().iter().all(|&x| x == 0) && words.into_iter().all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
 }
