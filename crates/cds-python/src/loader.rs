@@ -34,8 +34,8 @@ enum ModState {
     /// when this interpreter can release them and they lie in the archive's run-once region.
     Ready { code: usize, run_once: Option<FileRange> },
     Failed(String),
-    /// The module ran and its run-once objects' pages were given back: its code object is
-    /// gone, so importing it again takes the normal path.
+    /// The module ran and its run-once objects were released (their pages go back once no other
+    /// module needs them): its code object is gone, so importing it again takes the normal path.
     Released,
 }
 
