@@ -10,7 +10,7 @@ from dataclasses import dataclass
 HEADER = 184
 KEYED_RECORD = 24
 STRING_RECORD = 16
-ENTRY = 80
+ENTRY = 88
 EXTERNAL = 24
 
 # Header fields: name -> (offset, struct format)
@@ -57,6 +57,8 @@ ENTRY_FIELDS = {
     "data_crc": (64, "<I"),
     "entry_crc": (68, "<I"),
     "run_once_part_off": (72, "<Q"),
+    "first_page_parts": (80, "<I"),
+    "last_page_parts": (84, "<I"),
 }
 
 

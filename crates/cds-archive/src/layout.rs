@@ -4,11 +4,11 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 /// Size of the fixed header at offset 0.
 pub const HEADER_SIZE: usize = 184;
 /// Size of one module index entry.
-pub const ENTRY_SIZE: usize = 80;
+pub const ENTRY_SIZE: usize = 88;
 /// Size of one externals-table record.
 pub const EXTERNAL_SIZE: usize = 24;
 /// Size of one fix-up record.
@@ -88,6 +88,8 @@ pub(crate) const E_RUN_ONCE_OFF: usize = 56;
 pub(crate) const E_DATA_CRC: usize = 64;
 pub(crate) const E_ENTRY_CRC: usize = 68;
 pub(crate) const E_RUN_ONCE_PART_OFF: usize = 72;
+pub(crate) const E_FIRST_PAGE_PARTS: usize = 80;
+pub(crate) const E_LAST_PAGE_PARTS: usize = 84;
 
 /// An interpreter object that the archive points at but does not contain (a type object,
 /// `None`, a small-int singleton, ...). The kinds are defined by the extension crate and listed in

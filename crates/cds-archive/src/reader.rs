@@ -176,6 +176,11 @@ pub struct Entry<'a> {
     pub run_once_file_off: u64,
     /// The run-once part lies in the archive's run-once region (see [`Header::run_once_off`]).
     pub pooled: bool,
+    /// How many modules' run-once parts lie on the region page where this module's begins, and
+    /// on the one where it ends (this one included), as the dumper laid them out: unchecked,
+    /// for deciding when a page may go back, never for reading.
+    pub first_page_parts: u32,
+    pub last_page_parts: u32,
     data_crc: u32,
 }
 
@@ -302,6 +307,8 @@ impl<'a> Archive<'a> {
             run_once,
             run_once_file_off: self.header.objects_off + ro_off,
             pooled,
+            first_page_parts: rd_u32(e, E_FIRST_PAGE_PARTS),
+            last_page_parts: rd_u32(e, E_LAST_PAGE_PARTS),
             data_crc: rd_u32(e, E_DATA_CRC),
         })
     }
@@ -395,23 +402,6 @@ impl<'a> Archive<'a> {
             .collect();
         order.sort_unstable();
         order
-    }
-
-    /// The file range of each module's run-once part that lies in the run-once region, as the
-    /// index says: unchecked (a part outside the region is left out, one that crosses its end is
-    /// clamped), for deciding which pages of the region a loader may give back once the modules
-    /// with run-once objects on them ran, never for reading. O(modules).
-    pub fn pooled_parts(&self) -> Vec<(u64, u64)> {
-        let h = &self.header;
-        let (start, end) = (h.objects_off + h.run_once_off, h.objects_off + h.run_once_off + h.run_once_len);
-        (0..h.module_count)
-            .filter_map(|i| {
-                let e = self.raw_entry(i);
-                let len = rd_u64(e, E_OBJECTS_LEN).saturating_sub(rd_u64(e, E_RUN_ONCE_OFF));
-                let at = h.objects_off.saturating_add(rd_u64(e, E_RUN_ONCE_PART_OFF));
-                (len > 0 && (start..end).contains(&at)).then(|| (at, at.saturating_add(len).min(end)))
-            })
-            .collect()
     }
 
     /// The size of the largest module's objects, as the index says (unchecked, but never more

@@ -237,6 +237,34 @@ impl ArchiveBuilder {
             parts: (u64, u64),
         }
         let (offsets, objects_len, region) = self.place_objects();
+        // Per region page, how many modules' run-once parts lie on it; each module records the
+        // counts of the pages where its part begins and ends.
+        let part_pages = |m: &ModuleInput, at: u64| {
+            let len = m.objects.len() as u64 - m.run_once;
+            ((at - region.0) / PAGE_SIZE, (at + len - region.0).div_ceil(PAGE_SIZE))
+        };
+        let mut parts_on = vec![0u32; (region.1 / PAGE_SIZE) as usize];
+        for (m, &(_, at)) in self.modules.iter().zip(&offsets) {
+            if region.1 > 0 && m.objects.len() as u64 > m.run_once {
+                let (first, end) = part_pages(m, at);
+                for page in first..end {
+                    parts_on[page as usize] += 1;
+                }
+            }
+        }
+        let page_parts: Vec<(u32, u32)> = self
+            .modules
+            .iter()
+            .zip(&offsets)
+            .map(|(m, &(_, at))| {
+                if region.1 > 0 && m.objects.len() as u64 > m.run_once {
+                    let (first, end) = part_pages(m, at);
+                    (parts_on[first as usize], parts_on[end as usize - 1])
+                } else {
+                    (0, 0)
+                }
+            })
+            .collect();
         let mut placed = Vec::with_capacity(self.modules.len());
         for ((m, &off), name) in self.modules.iter().zip(&offsets).zip(names) {
             let meta = push(&mut blob, &m.meta.encode())?;
@@ -352,6 +380,8 @@ impl ArchiveBuilder {
             wr_u64(e, E_ROOT_OFF, m.root);
             wr_u64(e, E_RUN_ONCE_OFF, m.run_once);
             wr_u64(e, E_RUN_ONCE_PART_OFF, p.parts.1);
+            wr_u32(e, E_FIRST_PAGE_PARTS, page_parts[mi].0);
+            wr_u32(e, E_LAST_PAGE_PARTS, page_parts[mi].1);
             let (first, run_once) = m.objects.split_at(m.run_once as usize);
             let data_crc = data_crc(
                 &blob[p.meta.0 as usize..(p.meta.0 + p.meta.1) as usize],

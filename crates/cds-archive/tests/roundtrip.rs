@@ -177,11 +177,21 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
                 assert!(!e.pooled, "{name}");
             }
         }
-        // Pooled back to back, in list order, from the region's first page.
+        // Pooled back to back, in list order, from the region's first page; each entry counts
+        // the parts on the pages where its own begins and ends.
         if pooled {
             assert_eq!(run_once_parts[0].0, region.0);
             for w in run_once_parts.windows(2) {
                 assert_eq!(w[1].0, w[0].1.next_multiple_of(OBJECT_ALIGN));
+            }
+            let on_page = |page: u64| run_once_parts.iter().filter(|p| p.0 < page + PAGE_SIZE && page < p.1).count() as u32;
+            for (name, _, _) in layout {
+                let e = a.lookup(name).unwrap().unwrap();
+                let [_, (start, end)] = e.part_ranges();
+                if start < end {
+                    let (first, last) = (start / PAGE_SIZE * PAGE_SIZE, (end - 1) / PAGE_SIZE * PAGE_SIZE);
+                    assert_eq!((e.first_page_parts, e.last_page_parts), (on_page(first), on_page(last)), "{name}");
+                }
             }
         }
     }

@@ -93,6 +93,9 @@ struct Modules {
     region: RegionPages,
 }
 
+/// A page of the run-once region whose `left` count no module has told yet.
+const UNKNOWN: u32 = u32::MAX;
+
 /// The pages of the archive's run-once region, which holds the run-once objects of many modules
 /// back to back: a page is given back once every module with run-once objects on it has run
 /// and released them. Two counts per page decide it. `users` is what makes it safe: the modules
@@ -100,13 +103,15 @@ struct Modules {
 /// before it writes a byte of them) and not yet released; a module not claimed yet has written
 /// nothing there (it finds the file's bytes when it is), and one that failed keeps its count
 /// (its pages stay). `left` is what makes it worth it: the modules the index places on the
-/// page that have not released theirs, so that a page is not given back after its first
+/// page (`Entry::first_page_parts`, `last_page_parts`) that have not released theirs, so that a page is not given back after its first
 /// module ran only to be faulted in again for the next (an index that lies about it can only
 /// make pages stay or go early, never go while a claimed module needs them). Only where
 /// run-once objects can be released (3.11).
 #[derive(Default)]
 struct RegionPages {
-    /// Per page of the region (made at the first claim), the two counts.
+    /// Per page of the region (made at the first claim), the two counts; `left` is set by the
+    /// first module that touches the page, from its index entry (`UNKNOWN` until then), so
+    /// that no step costs more than the module's own pages.
     users: Vec<u32>,
     left: Vec<u32>,
     /// Per module, the region pages it counts on, `[first, end)` (`(0, 0)`: none).
@@ -687,17 +692,23 @@ impl LoadedArchive {
         if r.users.is_empty() {
             let pages = (self.view.header.run_once_len / PAGE_SIZE) as usize;
             r.users = vec![0; pages];
-            r.left = vec![0; pages];
-            for (start, end) in self.view.pooled_parts() {
-                let (a, b) = ((start - region) / PAGE_SIZE, (end - region).div_ceil(PAGE_SIZE));
-                for page in a..b.min(pages as u64) {
-                    r.left[page as usize] += 1;
-                }
-            }
+            r.left = vec![UNKNOWN; pages];
             r.counted = vec![(0, 0); states.len()];
         }
         for page in first..last {
             r.users[page as usize] += 1;
+            let left = &mut r.left[page as usize];
+            if *left == UNKNOWN {
+                // Known from the first module that touches the page: the part on its first or
+                // last page shares it, one on a page in between has it alone.
+                *left = if page == first {
+                    entry.first_page_parts
+                } else if page + 1 == last {
+                    entry.last_page_parts
+                } else {
+                    1
+                };
+            }
         }
         r.counted[index as usize] = (first as u32, last as u32);
         m
