@@ -168,6 +168,12 @@ pub(crate) fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
 }
 
+/// The pages `[first, end)` of the run-once region, numbered from its first page, that the
+/// non-empty range `[start, end)` of region offsets touches.
+pub(crate) fn region_pages(start: u64, end: u64) -> (u64, u64) {
+    (start / PAGE_SIZE, end.div_ceil(PAGE_SIZE))
+}
+
 /// The native-endian word at byte `slot` of a module's objects.
 pub fn read_slot(objects: &[u8], slot: u64) -> u64 {
     let s = slot as usize;

@@ -174,8 +174,10 @@ pub struct Entry<'a> {
     pub run_once: u64,
     /// Offset from the start of the file of the run-once part (`objects_len - run_once` bytes).
     pub run_once_file_off: u64,
-    /// The run-once part lies in the archive's run-once region (see [`Header::run_once_off`]).
-    pub pooled: bool,
+    /// When the run-once part lies in the archive's run-once region (see
+    /// [`Header::run_once_off`]): the region's pages it touches, `[first, end)`, numbered from
+    /// the region's first page.
+    pub run_once_pages: Option<(u64, u64)>,
     /// How many modules' run-once parts lie on the region page where this module's begins, and
     /// on the one where it ends (this one included), as the dumper laid them out: unchecked,
     /// for deciding when a page may go back, never for reading.
@@ -306,7 +308,7 @@ impl<'a> Archive<'a> {
             root,
             run_once,
             run_once_file_off: self.header.objects_off + ro_off,
-            pooled,
+            run_once_pages: pooled.then(|| region_pages(ro.0 - region.0, ro.1 - region.0)),
             first_page_parts: rd_u32(e, E_FIRST_PAGE_PARTS),
             last_page_parts: rd_u32(e, E_LAST_PAGE_PARTS),
             data_crc: rd_u32(e, E_DATA_CRC),
@@ -461,6 +463,11 @@ impl<'a> Entry<'a> {
             (self.objects_file_off, self.objects_file_off + self.run_once),
             (self.run_once_file_off, self.run_once_file_off + ro_len),
         ]
+    }
+
+    /// Whether the run-once part lies in the archive's run-once region.
+    pub fn pooled(&self) -> bool {
+        self.run_once_pages.is_some()
     }
 
     pub(crate) fn bitmap(&self) -> &'a [u8] {

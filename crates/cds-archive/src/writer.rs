@@ -241,7 +241,7 @@ impl ArchiveBuilder {
         // counts of the pages where its part begins and ends.
         let part_pages = |m: &ModuleInput, at: u64| {
             let len = m.objects.len() as u64 - m.run_once;
-            ((at - region.0) / PAGE_SIZE, (at + len - region.0).div_ceil(PAGE_SIZE))
+            region_pages(at - region.0, at + len - region.0)
         };
         let mut parts_on = vec![0u32; (region.1 / PAGE_SIZE) as usize];
         for (m, &(_, at)) in self.modules.iter().zip(&offsets) {

@@ -166,15 +166,17 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
             let [first, ro] = e.part_ranges();
             assert!(!pooled || first.1 <= region.0 || first.0 == first.1, "{name}: objects before the run-once ones inside the region");
             if ro.0 < ro.1 {
-                assert_eq!(e.pooled, pooled, "{name}");
+                assert_eq!(e.pooled(), pooled, "{name}");
                 if pooled {
                     assert!(region.0 <= ro.0 && ro.1 <= region.1, "{name}");
+                    let pages = ((ro.0 - region.0) / PAGE_SIZE, (ro.1 - region.0).div_ceil(PAGE_SIZE));
+                    assert_eq!(e.run_once_pages, Some(pages), "{name}");
                     run_once_parts.push(ro);
                 } else {
                     assert_eq!(ro.0, first.1, "{name}: the run-once part follows the rest");
                 }
             } else {
-                assert!(!e.pooled, "{name}");
+                assert!(!e.pooled(), "{name}");
             }
         }
         // Pooled back to back, in list order, from the region's first page; each entry counts
@@ -326,7 +328,7 @@ fn relocation_moves_pointers_into_a_pooled_run_once_part_with_it() {
     let bytes = b.build().unwrap().0;
     let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
     let e = a.lookup("m").unwrap().unwrap();
-    assert!(e.pooled);
+    assert!(e.pooled());
     let (mut first, mut ro) = parts_of(&bytes, &e);
     let ro_addr = BASE + e.run_once_file_off;
     // As laid out: object 0's pointer and object 1's (the run-once part's first word) lead
@@ -523,7 +525,7 @@ fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
     let mut b = clean.clone();
     put(&mut b, e0 + E_RUN_ONCE_PART_OFF, ro1);
     assert!(fuzzing::fix_checksums(&mut b));
-    assert!(Archive::parse(&b, b.len() as u64).unwrap().entry(0).unwrap().pooled);
+    assert!(Archive::parse(&b, b.len() as u64).unwrap().entry(0).unwrap().pooled());
     // A region that is not whole pages, or runs past the objects section.
     for (at, value) in [(H_REGION_OFF, h.run_once_off + 16), (H_REGION_LEN, h.run_once_len + 4096), (H_REGION_LEN, 100)] {
         let mut b = clean.clone();

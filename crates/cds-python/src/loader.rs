@@ -99,13 +99,13 @@ const UNKNOWN: u32 = u32::MAX;
 /// The pages of the archive's run-once region, which holds the run-once objects of many modules
 /// back to back: a page is given back once every module with run-once objects on it has run
 /// and released them. Two counts per page decide it. `users` is what makes it safe: the modules
-/// with run-once objects on the page that were claimed (by the thread that fixes them up,
-/// before it writes a byte of them) and not yet released; a module not claimed yet has written
+/// with run-once objects on the page that were counted (by the thread that fixes them up,
+/// before it writes a byte of them) and not yet released; a module not counted yet has written
 /// nothing there (it finds the file's bytes when it is), and one that failed keeps its count
 /// (its pages stay). `left` is what makes it worth it: the modules the index places on the
 /// page (`Entry::first_page_parts`, `last_page_parts`) that have not released theirs, so that a page is not given back after its first
 /// module ran only to be faulted in again for the next (an index that lies about it can only
-/// make pages stay or go early, never go while a claimed module needs them). Only where
+/// make pages stay or go early, never go while a counted module needs them). Only where
 /// run-once objects can be released (3.11).
 #[derive(Default)]
 struct RegionPages {
@@ -156,7 +156,7 @@ struct RunAhead {
     /// on a CPU (see `give_back`).
     drops: Vec<PageDrop>,
     /// Those the thread is giving back right now (without the lock): a claim that needs one of
-    /// these pages waits for `LoadedArchive::dropped` (see `claim_region_pages`).
+    /// these pages waits for `LoadedArchive::dropped` (see `count_region_pages`).
     in_flight: Vec<PageDrop>,
 }
 
@@ -449,8 +449,6 @@ impl LoadedArchive {
                 ModState::Preparing => unreachable!("waited for above"),
                 ModState::Fresh => {
                     *state = ModState::InProgress;
-                    // Claimed: count its region pages before writing a byte of them.
-                    drop(self.claim_region_pages(m, index));
                     None
                 }
                 ModState::Prepared(_) => match std::mem::replace(state, ModState::InProgress) {
@@ -529,7 +527,6 @@ impl LoadedArchive {
                 let index = order.modules[m.ahead.next].1;
                 m.ahead.next += 1;
                 m.states[index as usize] = ModState::Preparing;
-                m = self.claim_region_pages(m, index);
                 drop(m);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals, &mut scratch)))
                     .unwrap_or_else(|_| Err(PANICKED.into()));
@@ -598,7 +595,7 @@ impl LoadedArchive {
         // Every object of this module on these pages is unreferenced (just checked, GIL held):
         // no pointer of the interpreter or of another archived object leads to them, and the
         // module's state no longer hands out its code object, so nothing will touch them again.
-        // The page counts say which pages no other claimed module needs.
+        // The page counts say which pages no other counted module needs.
         let Modules { region, ahead, .. } = &mut *m;
         let (first, end) = region.counted.get_mut(index as usize).map(std::mem::take).unwrap_or((0, 0));
         // Runs of pages whose count drops to zero, as `[start, end)` page numbers.
@@ -649,24 +646,18 @@ impl LoadedArchive {
         Parts::new(first, base + a, run_once, base + c)
     }
 
-    /// Counts module `index`, just claimed (its state set under the lock `m`, before any byte of
-    /// it is written), as a user of the run-once region pages its run-once objects lie on, so
-    /// that no release gives them back while it may need them. A page some release left for the
+    /// Counts module `entry` (number `index`), claimed by this thread, as a user of the run-once
+    /// region pages its run-once objects lie on, before `prepare` writes a byte of them, so that
+    /// no release gives them back while it may need them. A page some release left for the
     /// run-ahead thread to give back is taken off that list; one the thread is giving back right
     /// now is waited for (so that the module finds the file's bytes there, not a page being
-    /// dropped under its writes). Returns the lock.
-    fn claim_region_pages<'m>(&'m self, mut m: MutexGuard<'m, Modules>, index: u32) -> MutexGuard<'m, Modules> {
-        if !CAN_RELEASE_RUN_ONCE || self.view.header.run_once_len == 0 {
-            return m;
-        }
-        // An entry that does not parse is refused by the fix-up itself: nothing to count.
-        let Ok(entry) = self.view.entry(index) else { return m };
-        if !entry.pooled {
-            return m;
-        }
-        let [_, (start, end)] = entry.part_ranges();
+    /// dropped under its writes).
+    fn count_region_pages(&self, entry: &Entry, index: u32) {
+        let Some((first, last)) = entry.run_once_pages.filter(|_| CAN_RELEASE_RUN_ONCE) else {
+            return;
+        };
+        let mut m = self.modules();
         let region = self.region_start();
-        let (first, last) = ((start - region) / PAGE_SIZE, (end - region).div_ceil(PAGE_SIZE));
         let (lo, hi) = (region + first * PAGE_SIZE, region + last * PAGE_SIZE);
         let overlaps = |d: &PageDrop| matches!(*d, PageDrop::RunOnce(s, l) if (s as u64) < hi && lo < (s + l) as u64);
         while m.ahead.in_flight.iter().any(overlaps) {
@@ -711,7 +702,6 @@ impl LoadedArchive {
             }
         }
         r.counted[index as usize] = (first as u32, last as u32);
-        m
     }
 
     /// Advances the marks of `ReadOnce` after a module's fix-up (`modules`: every module's state,
@@ -865,9 +855,11 @@ impl LoadedArchive {
         if self.panic_in_prepare.as_deref() == Some(entry.name) {
             panic!("PYCDS_TEST_PANIC_IN_PREPARE={}", entry.name);
         }
+        self.count_region_pages(&entry, index);
         // SAFETY: this thread claimed the module under the lock (state `Preparing` or
-        // `InProgress`, its region pages counted), so no other thread touches these bytes, and
-        // its objects have never been handed to the interpreter, so nothing else references them.
+        // `InProgress`), and counted its region pages just above, so no other thread touches
+        // these bytes, and its objects have never been handed to the interpreter, so nothing
+        // else references them.
         let mut objects = unsafe { self.parts_mut(&entry) };
         let populated = externals.moves || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS;
         if populated {
@@ -976,7 +968,7 @@ impl LoadedArchive {
         }
         // The validator checked that the root is an archived code object.
         let root = objects.addr_of(entry.root);
-        let run_once = (CAN_RELEASE_RUN_ONCE && entry.pooled).then_some(entry.part_ranges()[1]);
+        let run_once = (CAN_RELEASE_RUN_ONCE && entry.pooled()).then_some(entry.part_ranges()[1]);
         let t4 = std::time::Instant::now();
         Ok((
             root as *mut ffi::PyObject,
