@@ -7,10 +7,10 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-HEADER = 184
+HEADER = 200
 KEYED_RECORD = 24
 STRING_RECORD = 16
-ENTRY = 88
+ENTRY = 104
 EXTERNAL = 24
 
 # Header fields: name -> (offset, struct format)
@@ -39,6 +39,8 @@ HEADER_FIELDS = {
     "keyed_len": (160, "<Q"),
     "run_once_region_off": (168, "<Q"),
     "run_once_region_len": (176, "<Q"),
+    "cold_region_off": (184, "<Q"),
+    "cold_region_len": (192, "<Q"),
 }
 
 ENTRY_FIELDS = {
@@ -59,6 +61,8 @@ ENTRY_FIELDS = {
     "run_once_part_off": (72, "<Q"),
     "first_page_parts": (80, "<I"),
     "last_page_parts": (84, "<I"),
+    "cold_off": (88, "<Q"),
+    "cold_part_off": (96, "<Q"),
 }
 
 
@@ -107,30 +111,35 @@ class Archive:
                 if struct.unpack_from("<qQ", self.b, at) == (refcnt, type_addr)]
 
     def parts(self, i):
-        """File ranges ``[(start, end), (start, end)]`` of module ``i``'s two parts: its objects
-        before the run-once ones, and those (which 3.11 archives pool in the run-once region)."""
-        first = self.h("objects_off") + self.e(i, "objects_off")
-        run_once = self.h("objects_off") + self.e(i, "run_once_part_off")
-        split, length = self.e(i, "run_once_off"), self.e(i, "objects_len")
-        return [(first, first + split), (run_once, run_once + length - split)]
+        """File ranges ``[(start, end)] * 3`` of module ``i``'s three parts: its first objects,
+        its cold ones (pooled in the cold region) and its run-once ones (which 3.11 archives pool
+        in the run-once region)."""
+        base = self.h("objects_off")
+        first, cold, run_once = (base + self.e(i, f) for f in ("objects_off", "cold_part_off", "run_once_part_off"))
+        c, split, length = self.e(i, "cold_off"), self.e(i, "run_once_off"), self.e(i, "objects_len")
+        return [(first, first + c), (cold, cold + split - c), (run_once, run_once + length - split)]
 
     def file_off(self, i, off):
         """File offset of byte ``off`` of module ``i``'s objects (module offsets run through the
-        first part, then the run-once part)."""
-        (a, b), (c, _) = self.parts(i)
-        return a + off if off < b - a else c + off - (b - a)
+        first part, then the cold part, then the run-once part)."""
+        for start, end in self.parts(i):
+            if off < end - start:
+                return start + off
+            off -= end - start
+        raise AssertionError((i, off))
 
     def module_off(self, i, at):
         """The module offset of file offset ``at`` (inside module ``i``)."""
-        (a, b), (c, d) = self.parts(i)
-        if a <= at < b:
-            return at - a
-        assert c <= at < d, (i, at)
-        return (b - a) + at - c
+        before = 0
+        for start, end in self.parts(i):
+            if start <= at < end:
+                return before + at - start
+            before += end - start
+        raise AssertionError((i, at))
 
     def in_run_once(self, i, at):
         """Whether file offset ``at`` lies in module ``i``'s run-once part."""
-        start, end = self.parts(i)[1]
+        start, end = self.parts(i)[2]
         return start <= at < end
 
     def middle(self, i):

@@ -357,27 +357,33 @@ def test_interned_string_lies_with_valid_checksums(clean):
         fallback(a, f"interned string {number} is {label}")
 
 
-def test_run_once_part_must_start_at_an_object(clean):
-    """A module whose run-once objects do not start where an object starts is refused when the
-    module is first imported: the loader later parses that part on its own to prove its objects
-    dead, which needs their true boundaries. Here the last string or bytes object before them is
-    made to run into them (its length grown past the first part's end, data checksum
-    recomputed), whether the run-once part follows it in the file or lies in the run-once
-    region."""
+@pytest.mark.parametrize("part", ["cold", "run-once"])
+def test_each_part_must_start_at_an_object(clean, part):
+    """A module whose cold or run-once objects do not start where an object starts is refused
+    when the module is first imported: the file keeps the three parts of a module's objects
+    apart, so an object running from one part into the next would be read, in memory, from
+    whatever follows its part (and the loader later parses the run-once part on its own to prove
+    its objects dead, which needs their true boundaries). Here the last string or bytes object
+    before the part is made to run into it (its length grown past the end of its own part, data
+    checksum recomputed)."""
     root, data, env = clean
     facts = layout_facts(env)
     a = Archive(bytearray(data))
     alpha = a.index_of("alpha")
     args = dict(facts["type_args"])
     types = {arg: addr for kind, arg, addr in a.externals() if kind == 1}
-    (first_start, first_end), _ = a.parts(alpha)
+    first, cold, _ = a.parts(alpha)
+    before = first if part == "cold" else cold
+    assert before[0] < before[1], f"alpha has no objects before its {part} part"
     leaves = [at for kind in ("str", "bytes")
-              for at in a.objects_of_type(alpha, types[args[kind]], facts["archived_refcnt"]) if at < first_end]
+              for at in a.objects_of_type(alpha, types[args[kind]], facts["archived_refcnt"])
+              if before[0] <= at < before[1]]
     last = max(leaves)
     # A str's length and a bytes object's size are the word after the header (docs/format.md).
     (size,) = struct.unpack_from("<q", a.b, last + 16)
-    struct.pack_into("<q", a.b, last + 16, size + (first_end - last))
+    struct.pack_into("<q", a.b, last + 16, size + (before[1] - last))
     a.fix_data_crc(alpha)
     p = _run_case(root, env, a.b)
     assert (p.returncode, p.stdout) == (0, EXPECTED), p.stderr[-1000:]
+    assert f"{part} objects start at" in p.stderr, p.stderr[-1000:]
     assert "alpha: imported normally" in p.stderr and "inside an object" in p.stderr, p.stderr[-1000:]

@@ -229,7 +229,7 @@ def test_a_page_of_run_once_objects_goes_back_when_the_last_module_on_it_has_run
     end = region + a.h("run_once_region_len")
     on_page = {}  # page -> names of the modules with run-once objects on it
     for i in range(a.h("module_count")):
-        start, stop = a.parts(i)[1]
+        start, stop = a.parts(i)[2]
         if start < stop:
             assert region <= start and stop <= end, a.name(i)
             for page in range(start // 4096, (stop - 1) // 4096 + 1):

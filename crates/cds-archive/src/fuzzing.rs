@@ -32,7 +32,9 @@ pub fn exercise(data: &[u8]) {
         let _ = archive.keyed(key);
     }
     for i in 0..archive.module_count().min(256) {
-        let Ok(entry) = archive.entry(i) else { continue };
+        let Ok(entry) = archive.entry(i) else {
+            continue;
+        };
         let _ = archive.lookup(entry.name);
         let _ = entry.meta();
         let _ = entry.reloc_count();
@@ -41,10 +43,9 @@ pub fn exercise(data: &[u8]) {
         for f in entry.fixups() {
             let _ = f;
         }
-        let (first_at, split) = (entry.objects_file_off as usize, entry.run_once as usize);
-        let ro_at = entry.run_once_file_off as usize;
-        let ro_len = (entry.objects_len - entry.run_once) as usize;
-        let (Some(first), Some(run_once)) = (data.get(first_at..first_at + split), data.get(ro_at..ro_at + ro_len)) else {
+        let part = |(start, end): (u64, u64)| data.get(start as usize..end as usize);
+        let [first, cold, run_once] = entry.part_ranges();
+        let (Some(first), Some(cold), Some(run_once)) = (part(first), part(cold), part(run_once)) else {
             continue;
         };
         // As the loader does (crates/cds-python/src/loader.rs): each part at its address, the
@@ -52,12 +53,13 @@ pub fn exercise(data: &[u8]) {
         // `parse` accepts.
         let base = archive.header.preferred_base;
         for actual in [base, 0x7f12_3456_0000] {
-            let (mut a, mut b) = (first.to_vec(), run_once.to_vec());
-            let (fa, ra) = (actual + entry.objects_file_off, actual + entry.run_once_file_off);
-            let mut parts = Parts::new(&mut a[..], fa, &mut b[..], ra);
+            let (mut a, mut c, mut b) = (first.to_vec(), cold.to_vec(), run_once.to_vec());
+            let (fa, ca, ra) =
+                (actual + entry.objects_file_off, actual + entry.cold_file_off, actual + entry.run_once_file_off);
+            let mut parts = Parts::new((&mut a[..], fa), (&mut c[..], ca), (&mut b[..], ra));
             let _ = entry.verify(&parts.view());
             let _ = relocate(&mut parts, &entry, base, actual, &externals);
-            let _ = (parts.offset_of(fa), parts.offset_of(ra), parts.word(entry.root));
+            let _ = (parts.offset_of(fa), parts.offset_of(ca), parts.offset_of(ra), parts.word(entry.root));
         }
     }
 }
@@ -74,8 +76,12 @@ pub fn fix_checksums(b: &mut [u8]) -> bool {
     let blob_off = usize::try_from(rd_u64(b, H_BLOB_OFF)).ok();
     if let (Ok(index_off), Some(blob_off)) = (usize::try_from(rd_u64(b, H_INDEX_OFF)), blob_off) {
         for i in 0..(rd_u32(b, H_MODULE_COUNT) as usize).min(256) {
-            let Some(at) = index_off.checked_add(i * ENTRY_SIZE) else { break };
-            let Some(e) = range(b, at, ENTRY_SIZE) else { break };
+            let Some(at) = index_off.checked_add(i * ENTRY_SIZE) else {
+                break;
+            };
+            let Some(e) = range(b, at, ENTRY_SIZE) else {
+                break;
+            };
             let name_off = blob_off.checked_add(rd_u32(e, E_NAME_OFF) as usize);
             let Some(name) = name_off.and_then(|off| range(b, off, rd_u32(e, E_NAME_LEN) as usize)) else {
                 continue;

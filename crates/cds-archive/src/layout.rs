@@ -4,11 +4,11 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 /// Size of the fixed header at offset 0.
-pub const HEADER_SIZE: usize = 184;
+pub const HEADER_SIZE: usize = 200;
 /// Size of one module index entry.
-pub const ENTRY_SIZE: usize = 88;
+pub const ENTRY_SIZE: usize = 104;
 /// Size of one externals-table record.
 pub const EXTERNAL_SIZE: usize = 24;
 /// Size of one fix-up record.
@@ -57,6 +57,8 @@ pub(crate) const H_KEYED_OFF: usize = 152;
 pub(crate) const H_KEYED_LEN: usize = 160;
 pub(crate) const H_RUN_ONCE_OFF: usize = 168;
 pub(crate) const H_RUN_ONCE_LEN: usize = 176;
+pub(crate) const H_COLD_OFF: usize = 184;
+pub(crate) const H_COLD_LEN: usize = 192;
 
 // Keyed-record field offsets.
 pub(crate) const K_KEY_OFF: usize = 0;
@@ -90,6 +92,8 @@ pub(crate) const E_ENTRY_CRC: usize = 68;
 pub(crate) const E_RUN_ONCE_PART_OFF: usize = 72;
 pub(crate) const E_FIRST_PAGE_PARTS: usize = 80;
 pub(crate) const E_LAST_PAGE_PARTS: usize = 84;
+pub(crate) const E_COLD_OFF: usize = 88;
+pub(crate) const E_COLD_PART_OFF: usize = 96;
 
 /// An interpreter object that the archive points at but does not contain (a type object,
 /// `None`, a small-int singleton, ...). The kinds are defined by the extension crate and listed in
@@ -214,14 +218,15 @@ pub(crate) fn entry_crc(e: &[u8], name: &[u8]) -> u32 {
     c.finalize()
 }
 
-/// A module's checksum: its metadata, pointer bitmap, fix-ups and object bytes (the part before
-/// its run-once objects, then theirs).
-pub(crate) fn data_crc(meta: &[u8], bitmap: &[u8], fixups: &[u8], first: &[u8], run_once: &[u8]) -> u32 {
+/// A module's checksum: its metadata, pointer bitmap, fix-ups and object bytes (its first part,
+/// then its cold part, then its run-once part).
+pub(crate) fn data_crc(meta: &[u8], bitmap: &[u8], fixups: &[u8], parts: [&[u8]; 3]) -> u32 {
     let mut c = crc32fast::Hasher::new();
     c.update(meta);
     c.update(bitmap);
     c.update(fixups);
-    c.update(first);
-    c.update(run_once);
+    for part in parts {
+        c.update(part);
+    }
     c.finalize()
 }

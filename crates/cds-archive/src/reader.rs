@@ -36,6 +36,12 @@ pub struct Header {
     /// loader may give back a page of it once every module with objects on it has run.
     pub run_once_off: u64,
     pub run_once_len: u64,
+    /// The cold region, as offsets into the objects section (page-aligned, apart from the
+    /// run-once region; empty when no module has cold objects): it holds only modules' cold parts
+    /// (leaf objects that nothing writes once they are in place), so that their pages stay
+    /// shared between processes.
+    pub cold_off: u64,
+    pub cold_len: u64,
 }
 
 impl Header {
@@ -77,6 +83,8 @@ impl Header {
             keyed_len: rd_u64(h, H_KEYED_LEN),
             run_once_off: rd_u64(h, H_RUN_ONCE_OFF),
             run_once_len: rd_u64(h, H_RUN_ONCE_LEN),
+            cold_off: rd_u64(h, H_COLD_OFF),
+            cold_len: rd_u64(h, H_COLD_LEN),
         };
         if hd.file_size != file_len {
             return Err(FormatError::Truncated { needed: hd.file_size, have: file_len });
@@ -84,8 +92,7 @@ impl Header {
         // Sections in order, none overlapping, all inside the file: header, index, externals,
         // blob, keyed records, interned strings, objects (page-aligned).
         let index_end = section_end(hd.index_off, hd.module_count as u64, ENTRY_SIZE as u64, "index")?;
-        let ext_end =
-            section_end(hd.externals_off, hd.externals_count as u64, EXTERNAL_SIZE as u64, "externals")?;
+        let ext_end = section_end(hd.externals_off, hd.externals_count as u64, EXTERNAL_SIZE as u64, "externals")?;
         let blob_end = section_end(hd.blob_off, hd.blob_len, 1, "blob")?;
         let keyed_end = section_end(hd.keyed_off, hd.keyed_len, 1, "keyed records")?;
         let strings_end = section_end(hd.strings_off, hd.strings_len, 1, "interned strings")?;
@@ -103,9 +110,16 @@ impl Header {
         if hd.objects_off % PAGE_SIZE != 0 || hd.preferred_base % PAGE_SIZE != 0 {
             return Err(FormatError::OutOfBounds("section alignment"));
         }
-        let region_fits = hd.run_once_off.checked_add(hd.run_once_len).is_some_and(|end| end <= hd.objects_len);
-        if !region_fits || hd.run_once_off % PAGE_SIZE != 0 || hd.run_once_len % PAGE_SIZE != 0 {
+        let region_fits = |off: u64, len: u64| {
+            off.checked_add(len).is_some_and(|end| end <= hd.objects_len)
+                && off % PAGE_SIZE == 0
+                && len % PAGE_SIZE == 0
+        };
+        if !region_fits(hd.run_once_off, hd.run_once_len) {
             return Err(FormatError::OutOfBounds("run-once region"));
+        }
+        if !region_fits(hd.cold_off, hd.cold_len) || overlap(hd.run_once_region(), hd.cold_region()) {
+            return Err(FormatError::OutOfBounds("cold region"));
         }
         // The preferred base must be an ordinary user-space address: never the null page (a
         // mapping there would make null pointers valid), never beyond 47-bit user space.
@@ -119,25 +133,33 @@ impl Header {
         }
         // Every interned string has a record in the strings section, so a reader may size its
         // own table by this count without trusting it further.
-        if hd.intern_count >= MAX_INTERN_COUNT
-            || hd.intern_count as u64 * STRING_RECORD_SIZE as u64 > hd.strings_len
-        {
+        if hd.intern_count >= MAX_INTERN_COUNT || hd.intern_count as u64 * STRING_RECORD_SIZE as u64 > hd.strings_len {
             return Err(FormatError::OutOfBounds("interned strings table size"));
         }
-        if hd.keyed_off % KEYED_ALIGN != 0
-            || hd.keyed_count as u64 * KEYED_RECORD_SIZE as u64 > hd.keyed_len
-        {
+        if hd.keyed_off % KEYED_ALIGN != 0 || hd.keyed_count as u64 * KEYED_RECORD_SIZE as u64 > hd.keyed_len {
             return Err(FormatError::OutOfBounds("keyed records table size"));
         }
         Ok(hd)
     }
+
+    /// The run-once region, `[start, end)` in objects-section offsets.
+    pub fn run_once_region(&self) -> (u64, u64) {
+        (self.run_once_off, self.run_once_off + self.run_once_len)
+    }
+
+    /// The cold region, `[start, end)` in objects-section offsets.
+    pub fn cold_region(&self) -> (u64, u64) {
+        (self.cold_off, self.cold_off + self.cold_len)
+    }
+}
+
+/// Whether two ranges `[start, end)`, both non-empty, share a byte.
+fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < a.1 && b.0 < b.1 && a.0 < b.1 && b.0 < a.1
 }
 
 fn section_end(off: u64, count: u64, size: u64, what: &'static str) -> Result<u64, FormatError> {
-    count
-        .checked_mul(size)
-        .and_then(|n| off.checked_add(n))
-        .ok_or(FormatError::OutOfBounds(what))
+    count.checked_mul(size).and_then(|n| off.checked_add(n)).ok_or(FormatError::OutOfBounds(what))
 }
 
 /// A checked view of an archive's metadata: `meta` holds at least the bytes before the objects
@@ -161,17 +183,22 @@ pub struct Entry<'a> {
     bitmap: &'a [u8],
     fixups: &'a [u8],
     /// Offset from the start of the file of the module's first object byte: of the part of its
-    /// objects before the run-once ones (`run_once` bytes).
+    /// objects before the cold ones (`cold` bytes).
     pub objects_file_off: u64,
-    /// The length of the module's objects, both parts. Offsets into a module's objects (pointer
-    /// bitmap, fix-ups, root, run-once boundary) count the first part's bytes, then the
-    /// run-once part's (see [`crate::Parts`]).
+    /// The length of the module's objects, all three parts. Offsets into a module's objects
+    /// (pointer bitmap, fix-ups, root, part boundaries) count the first part's bytes, then the
+    /// cold part's, then the run-once part's (see [`crate::Parts`]).
     pub objects_len: u64,
     /// Offset of the root object.
     pub root: u64,
     /// Offset where its run-once objects begin (`objects_len` when it has none): nothing before
     /// it points at or past it.
     pub run_once: u64,
+    /// Offset where its cold objects begin (`run_once` when it has none): leaves that nothing
+    /// writes once they are in place, kept in the archive's cold region.
+    pub cold: u64,
+    /// Offset from the start of the file of the cold part (`run_once - cold` bytes).
+    pub cold_file_off: u64,
     /// Offset from the start of the file of the run-once part (`objects_len - run_once` bytes).
     pub run_once_file_off: u64,
     /// When the run-once part lies in the archive's run-once region (see
@@ -273,27 +300,38 @@ impl<'a> Archive<'a> {
         let root = rd_u64(e, E_ROOT_OFF);
         let run_once = rd_u64(e, E_RUN_ONCE_OFF);
         let ro_off = rd_u64(e, E_RUN_ONCE_PART_OFF);
+        let cold = rd_u64(e, E_COLD_OFF);
+        let cold_off = rd_u64(e, E_COLD_PART_OFF);
         if obj_len < 8 || root >= obj_len || root % 8 != 0 {
             return Err(FormatError::OutOfBounds("module objects"));
         }
         if run_once > obj_len || run_once % OBJECT_ALIGN != 0 {
             return Err(FormatError::OutOfBounds("run-once objects"));
         }
-        // Each part inside the objects section, aligned, the two apart; the run-once region
-        // holds run-once parts only.
+        if cold > run_once || cold % OBJECT_ALIGN != 0 {
+            return Err(FormatError::OutOfBounds("cold objects"));
+        }
+        // Each part inside the objects section, aligned, the three apart; the first part in
+        // neither region, the cold part in the cold region, and the run-once region holding
+        // run-once parts only.
         let section = self.header.objects_len;
         let end_of = |off: u64, len: u64| off.checked_add(len).filter(|&end| end <= section);
-        let (Some(first_end), Some(ro_end)) = (end_of(obj_off, run_once), end_of(ro_off, obj_len - run_once)) else {
+        let ends = (end_of(obj_off, cold), end_of(cold_off, run_once - cold), end_of(ro_off, obj_len - run_once));
+        let (Some(first_end), Some(cold_end), Some(ro_end)) = ends else {
             return Err(FormatError::OutOfBounds("module objects"));
         };
-        let overlap = |a: (u64, u64), b: (u64, u64)| a.0 < a.1 && b.0 < b.1 && a.0 < b.1 && b.0 < a.1;
-        let region = (self.header.run_once_off, self.header.run_once_off + self.header.run_once_len);
-        let (first, ro) = ((obj_off, first_end), (ro_off, ro_end));
+        let (region, cold_region) = (self.header.run_once_region(), self.header.cold_region());
+        let (first, cp, ro) = ((obj_off, first_end), (cold_off, cold_end), (ro_off, ro_end));
         let pooled = ro.0 < ro.1 && region.0 <= ro.0 && ro.1 <= region.1;
-        if obj_off % OBJECT_ALIGN != 0 || ro_off % OBJECT_ALIGN != 0 || overlap(first, ro) || overlap(first, region) {
+        let aligned = [obj_off, cold_off, ro_off].iter().all(|o| o % OBJECT_ALIGN == 0);
+        if !aligned || overlap(first, ro) || overlap(first, cp) || overlap(first, region) || overlap(first, cold_region)
+        {
             return Err(FormatError::OutOfBounds("module objects"));
         }
-        if overlap(ro, region) && !pooled {
+        if cp.0 < cp.1 && !(cold_region.0 <= cp.0 && cp.1 <= cold_region.1) || overlap(cp, ro) {
+            return Err(FormatError::OutOfBounds("cold objects"));
+        }
+        if overlap(ro, region) && !pooled || overlap(ro, cold_region) {
             return Err(FormatError::OutOfBounds("run-once objects"));
         }
         Ok(Entry {
@@ -307,6 +345,8 @@ impl<'a> Archive<'a> {
             objects_len: obj_len,
             root,
             run_once,
+            cold,
+            cold_file_off: self.header.objects_off + cold_off,
             run_once_file_off: self.header.objects_off + ro_off,
             run_once_pages: pooled.then(|| region_pages(ro.0 - region.0, ro.1 - region.0)),
             first_page_parts: rd_u32(e, E_FIRST_PAGE_PARTS),
@@ -327,7 +367,8 @@ impl<'a> Archive<'a> {
         let r = &section[n as usize * STRING_RECORD_SIZE..][..STRING_RECORD_SIZE];
         let (off, len) = (rd_u32(r, S_DATA_OFF) as u64, rd_u32(r, S_LEN) as u64);
         let table_end = self.header.intern_count as u64 * STRING_RECORD_SIZE as u64;
-        if off < table_end || off % STRING_ALIGN != 0 || off + len > section.len() as u64 || rd_u32(r, S_RESERVED) != 0 {
+        if off < table_end || off % STRING_ALIGN != 0 || off + len > section.len() as u64 || rd_u32(r, S_RESERVED) != 0
+        {
             return Err(bad());
         }
         let bytes = &section[off as usize..(off + len) as usize];
@@ -410,11 +451,7 @@ impl<'a> Archive<'a> {
     /// than the objects section): what working memory sized for any module must hold.
     pub fn largest_module(&self) -> u64 {
         let h = &self.header;
-        (0..h.module_count)
-            .map(|i| rd_u64(self.raw_entry(i), E_OBJECTS_LEN))
-            .max()
-            .unwrap_or(0)
-            .min(h.objects_len)
+        (0..h.module_count).map(|i| rd_u64(self.raw_entry(i), E_OBJECTS_LEN)).max().unwrap_or(0).min(h.objects_len)
     }
 
     /// Binary search of the index. `Ok(None)` when the name is not archived; `Err` when an entry
@@ -455,13 +492,13 @@ impl<'a> Entry<'a> {
         ModuleMeta::decode(self.meta)
     }
 
-    /// The file ranges `[start, end)` of the module's two parts: the objects before its run-once
-    /// ones, and those (each empty when there are none).
-    pub fn part_ranges(&self) -> [(u64, u64); 2] {
-        let ro_len = self.objects_len - self.run_once;
+    /// The file ranges `[start, end)` of the module's three parts: its first objects, its cold
+    /// ones and its run-once ones (each empty when there are none).
+    pub fn part_ranges(&self) -> [(u64, u64); 3] {
         [
-            (self.objects_file_off, self.objects_file_off + self.run_once),
-            (self.run_once_file_off, self.run_once_file_off + ro_len),
+            (self.objects_file_off, self.objects_file_off + self.cold),
+            (self.cold_file_off, self.cold_file_off + (self.run_once - self.cold)),
+            (self.run_once_file_off, self.run_once_file_off + (self.objects_len - self.run_once)),
         ]
     }
 
@@ -482,9 +519,10 @@ impl<'a> Entry<'a> {
     /// Offsets (from the module's first byte) of its pointer slots, in increasing order. Bits
     /// past the end of the objects are ignored here and rejected by [`crate::relocate`].
     pub fn pointer_slots(&self) -> impl Iterator<Item = u64> + 'a {
-        self.bitmap.iter().enumerate().flat_map(|(i, &byte)| {
-            (0..8u64).filter(move |b| byte & (1 << b) != 0).map(move |b| (i as u64 * 8 + b) * 8)
-        })
+        self.bitmap
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &byte)| (0..8u64).filter(move |b| byte & (1 << b) != 0).map(move |b| (i as u64 * 8 + b) * 8))
     }
 
     pub fn fixup_count(&self) -> usize {
@@ -509,10 +547,11 @@ impl<'a> Entry<'a> {
     /// checksum the dumper recorded. `objects` must be the module's bytes as found in the file,
     /// before any relocation.
     pub fn verify(&self, objects: &Parts<&[u8]>) -> Result<(), FormatError> {
-        if objects.len() != self.objects_len || objects.split() != self.run_once {
+        if objects.len() != self.objects_len || objects.split() != self.run_once || objects.cold_start() != self.cold {
             return Err(FormatError::OutOfBounds("module objects"));
         }
-        if data_crc(self.meta, self.bitmap, self.fixups, objects.first(), objects.run_once()) != self.data_crc {
+        let parts = [objects.first(), objects.cold(), objects.run_once()];
+        if data_crc(self.meta, self.bitmap, self.fixups, parts) != self.data_crc {
             return Err(FormatError::DataChecksum { name: self.name.to_owned() });
         }
         Ok(())

@@ -2,8 +2,8 @@
 
 use crate::addrmap::AddrMap;
 use crate::error::FormatError;
-use crate::reader::Entry;
 use crate::parts::Parts;
+use crate::reader::Entry;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelocStats {
@@ -45,7 +45,7 @@ impl ExternalMap {
 ///
 /// `objects` is the module's bytes (as [`Entry::verify`] checked them, each part at its address
 /// in this process); `preferred` is the address the archive's first byte was laid out for and
-/// `actual` the address it is mapped at. A slot whose value lies in the file range of either part
+/// `actual` the address it is mapped at. A slot whose value lies in the file range of any part
 /// of the module, taken at `preferred`, points into the module and moves with the archive; any
 /// other value must be an external's dumped address, and becomes this process's address for it.
 /// On error the module's bytes are left partly relocated: the caller must never use them (the
@@ -57,11 +57,8 @@ pub fn relocate(
     actual: u64,
     externals: &ExternalMap,
 ) -> Result<RelocStats, FormatError> {
-    let len = objects.len();
-    let split = objects.split();
-    // File ranges of the two parts.
-    let first = (entry.objects_file_off, entry.objects_file_off + split);
-    let ro = (entry.run_once_file_off, entry.run_once_file_off + (len - split));
+    // File ranges of the three parts.
+    let [first, cold, ro] = entry.part_ranges();
     let mut stats = RelocStats::default();
     for (word_index, chunk) in entry.bitmap().chunks(8).enumerate() {
         let mut buf = [0u8; 8];
@@ -73,14 +70,11 @@ pub fn relocate(
             // Slots are 8-byte aligned and the parts 16-byte aligned: a slot inside the module
             // lies inside one part.
             let Some(old) = objects.word(slot) else {
-                return Err(FormatError::BadRelocation(format!(
-                    "pointer slot past the end of {}",
-                    entry.name
-                )));
+                return Err(FormatError::BadRelocation(format!("pointer slot past the end of {}", entry.name)));
             };
             let file_off = old.wrapping_sub(preferred);
             let inside = |(start, end): (u64, u64)| (start..end).contains(&file_off);
-            let new = if file_off % 8 == 0 && (inside(first) || inside(ro)) {
+            let new = if file_off % 8 == 0 && (inside(first) || inside(cold) || inside(ro)) {
                 actual + file_off
             } else if let Some(addr) = externals.get(old) {
                 addr

@@ -16,15 +16,18 @@ use crate::meta::ModuleMeta;
 /// relocations hold the address the dumping process had for that external (the address given
 /// to [`ArchiveBuilder::external`]).
 ///
-/// `run_once` is the offset where the module's run-once objects begin (those that only the
-/// module's own execution uses, which a loader may release after it: see `docs/format.md`);
-/// `objects.len()` when there are none. Nothing before it may point at or past it.
+/// `cold` is the offset where the module's cold objects begin (leaves that nothing writes once
+/// they are in place, which the archive keeps in its cold region: see `docs/format.md`), and
+/// `run_once` where its run-once objects begin (those that only the module's own execution uses,
+/// which a loader may release after it); each is where the next part begins when there are none.
+/// Nothing before `run_once` may point at or past it.
 #[derive(Debug, Clone)]
 pub struct ModuleInput {
     pub name: String,
     pub meta: ModuleMeta,
     pub objects: Vec<u8>,
     pub root: u64,
+    pub cold: u64,
     pub run_once: u64,
     pub relocs: Vec<Reloc>,
     pub fixups: Vec<Fixup>,
@@ -158,6 +161,9 @@ impl ArchiveBuilder {
         if m.run_once > len || m.run_once % OBJECT_ALIGN != 0 {
             return Err(FormatError::OutOfBounds("run-once objects"));
         }
+        if m.cold > m.run_once || m.cold % OBJECT_ALIGN != 0 {
+            return Err(FormatError::OutOfBounds("cold objects"));
+        }
         for r in &m.relocs {
             check_slot(r.slot, len)?;
             match r.target {
@@ -188,33 +194,46 @@ impl ArchiveBuilder {
         Ok(())
     }
 
-    /// Where each module's two parts go in the objects section (each 16-byte aligned), the
-    /// section's length and the run-once region (offset and length, page-aligned; empty unless
-    /// [`Self::pool_run_once`]). Modules are laid out in list order (the order the traced program
-    /// imported them in), so that modules imported together share pages.
-    fn place_objects(&self) -> (Vec<(u64, u64)>, u64, (u64, u64)) {
+    /// Where each module's three parts go in the objects section (each 16-byte aligned), the
+    /// section's length, the cold region and the run-once region (offset and length,
+    /// page-aligned; the run-once region empty unless [`Self::pool_run_once`]). Modules are laid
+    /// out in list order (the order the traced program imported them in), so that modules
+    /// imported together share pages: their first parts (each followed by its run-once part when
+    /// those are not pooled), then the cold region with every module's cold part, then the
+    /// run-once region.
+    fn place_objects(&self) -> (Vec<[u64; 3]>, u64, (u64, u64), (u64, u64)) {
         let mut placed = Vec::with_capacity(self.modules.len());
         let mut cursor = 0u64;
         for m in &self.modules {
             let first = align_up(cursor, OBJECT_ALIGN);
-            cursor = first + m.run_once;
+            cursor = first + m.cold;
             let run_once = if self.pool_run_once { 0 } else { align_up(cursor, OBJECT_ALIGN) };
             if !self.pool_run_once {
                 cursor = run_once + (m.objects.len() as u64 - m.run_once);
             }
-            placed.push((first, run_once));
+            placed.push([first, 0, run_once]);
         }
-        if !self.pool_run_once {
-            return (placed, cursor, (0, 0));
-        }
-        let region = align_up(cursor, PAGE_SIZE);
-        cursor = region;
-        for (m, p) in self.modules.iter().zip(&mut placed) {
-            p.1 = align_up(cursor, OBJECT_ALIGN);
-            cursor = p.1 + (m.objects.len() as u64 - m.run_once);
-        }
-        let end = align_up(cursor, PAGE_SIZE);
-        (placed, end, (region, end - region))
+        // Each pooled region starts on a page of its own and ends on a page boundary.
+        let pool = |cursor: &mut u64, part: &dyn Fn(&ModuleInput) -> u64, i: usize, placed: &mut Vec<[u64; 3]>| {
+            let region = align_up(*cursor, PAGE_SIZE);
+            *cursor = region;
+            for (m, p) in self.modules.iter().zip(placed.iter_mut()) {
+                p[i] = align_up(*cursor, OBJECT_ALIGN);
+                *cursor = p[i] + part(m);
+            }
+            let end = align_up(*cursor, PAGE_SIZE);
+            *cursor = end;
+            (region, end - region)
+        };
+        let has_cold = self.modules.iter().any(|m| m.run_once > m.cold);
+        let cold =
+            if has_cold { pool(&mut cursor, &|m: &ModuleInput| m.run_once - m.cold, 1, &mut placed) } else { (0, 0) };
+        let run_once = if self.pool_run_once {
+            pool(&mut cursor, &|m: &ModuleInput| m.objects.len() as u64 - m.run_once, 2, &mut placed)
+        } else {
+            (0, 0)
+        };
+        (placed, cursor, cold, run_once)
     }
 
     /// Lays the archive out and returns its bytes.
@@ -233,10 +252,10 @@ impl ArchiveBuilder {
             meta: (u32, u32),
             bitmap: (u32, u32),
             fixups: (u32, u32),
-            /// Offsets in the objects section of the module's two parts.
-            parts: (u64, u64),
+            /// Offsets in the objects section of the module's three parts.
+            parts: [u64; 3],
         }
-        let (offsets, objects_len, region) = self.place_objects();
+        let (offsets, objects_len, cold_region, region) = self.place_objects();
         // Per region page, how many modules' run-once parts lie on it; each module records the
         // counts of the pages where its part begins and ends.
         let part_pages = |m: &ModuleInput, at: u64| {
@@ -244,7 +263,7 @@ impl ArchiveBuilder {
             region_pages(at - region.0, at + len - region.0)
         };
         let mut parts_on = vec![0u32; (region.1 / PAGE_SIZE) as usize];
-        for (m, &(_, at)) in self.modules.iter().zip(&offsets) {
+        for (m, &[_, _, at]) in self.modules.iter().zip(&offsets) {
             if region.1 > 0 && m.objects.len() as u64 > m.run_once {
                 let (first, end) = part_pages(m, at);
                 for page in first..end {
@@ -256,7 +275,7 @@ impl ArchiveBuilder {
             .modules
             .iter()
             .zip(&offsets)
-            .map(|(m, &(_, at))| {
+            .map(|(m, &[_, _, at])| {
                 if region.1 > 0 && m.objects.len() as u64 > m.run_once {
                     let (first, end) = part_pages(m, at);
                     (parts_on[first as usize], parts_on[end as usize - 1])
@@ -341,22 +360,26 @@ impl ArchiveBuilder {
 
         // Objects, with internal pointers rebased to the preferred address.
         for (m, p) in self.modules.iter_mut().zip(&placed) {
-            // A target's address: in the first part or in the run-once part, as it lies.
-            let first_addr = self.preferred_base + objects_off + p.parts.0;
-            let run_once_addr = self.preferred_base + objects_off + p.parts.1;
-            let split = m.run_once;
+            // A target's address: in the part where it lies.
+            let addr_of = |i: usize| self.preferred_base + objects_off + p.parts[i];
+            let (cold, split) = (m.cold, m.run_once);
             for r in &m.relocs {
                 if r.target == RelocTarget::Internal {
                     let v = read_slot(&m.objects, r.slot as u64);
-                    let addr = if v < split { first_addr + v } else { run_once_addr + (v - split) };
+                    let addr = if v < cold {
+                        addr_of(0) + v
+                    } else if v < split {
+                        addr_of(1) + (v - cold)
+                    } else {
+                        addr_of(2) + (v - split)
+                    };
                     write_slot(&mut m.objects, r.slot as u64, addr);
                 }
             }
-            let (first, run_once) = m.objects.split_at(split as usize);
-            let at = (objects_off + p.parts.0) as usize;
-            out[at..at + first.len()].copy_from_slice(first);
-            let at = (objects_off + p.parts.1) as usize;
-            out[at..at + run_once.len()].copy_from_slice(run_once);
+            for (i, part) in split_parts(m).into_iter().enumerate() {
+                let at = (objects_off + p.parts[i]) as usize;
+                out[at..at + part.len()].copy_from_slice(part);
+            }
         }
 
         // Index, sorted by name bytes.
@@ -375,20 +398,20 @@ impl ArchiveBuilder {
             wr_u32(e, E_BITMAP_LEN, p.bitmap.1);
             wr_u32(e, E_FIXUPS_OFF, p.fixups.0);
             wr_u32(e, E_FIXUPS_COUNT, p.fixups.1);
-            wr_u64(e, E_OBJECTS_OFF, p.parts.0);
+            wr_u64(e, E_OBJECTS_OFF, p.parts[0]);
             wr_u64(e, E_OBJECTS_LEN, m.objects.len() as u64);
             wr_u64(e, E_ROOT_OFF, m.root);
             wr_u64(e, E_RUN_ONCE_OFF, m.run_once);
-            wr_u64(e, E_RUN_ONCE_PART_OFF, p.parts.1);
+            wr_u64(e, E_RUN_ONCE_PART_OFF, p.parts[2]);
+            wr_u64(e, E_COLD_OFF, m.cold);
+            wr_u64(e, E_COLD_PART_OFF, p.parts[1]);
             wr_u32(e, E_FIRST_PAGE_PARTS, page_parts[mi].0);
             wr_u32(e, E_LAST_PAGE_PARTS, page_parts[mi].1);
-            let (first, run_once) = m.objects.split_at(m.run_once as usize);
             let data_crc = data_crc(
                 &blob[p.meta.0 as usize..(p.meta.0 + p.meta.1) as usize],
                 &blob[p.bitmap.0 as usize..(p.bitmap.0 + p.bitmap.1) as usize],
                 &blob[p.fixups.0 as usize..p.fixups.0 as usize + p.fixups.1 as usize * RECORD_SIZE],
-                first,
-                run_once,
+                split_parts(m),
             );
             wr_u32(e, E_DATA_CRC, data_crc);
             let crc = entry_crc(e, m.name.as_bytes());
@@ -430,6 +453,8 @@ impl ArchiveBuilder {
         wr_u64(h, H_KEYED_LEN, keyed.len() as u64);
         wr_u64(h, H_RUN_ONCE_OFF, region.0);
         wr_u64(h, H_RUN_ONCE_LEN, region.1);
+        wr_u64(h, H_COLD_OFF, cold_region.0);
+        wr_u64(h, H_COLD_LEN, cold_region.1);
         let crc = header_crc(h, &ext_bytes, self.producer.as_bytes());
         wr_u32(h, H_CRC, crc);
 
@@ -452,22 +477,12 @@ impl ArchiveBuilder {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => std::path::PathBuf::from("."),
         };
-        let base = path
-            .file_name()
-            .ok_or_else(|| FormatError::Io(format!("{}: not a file path", path.display())))?;
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let tmp = dir.join(format!(
-            ".{}.{}.{}.tmp",
-            base.to_string_lossy(),
-            std::process::id(),
-            nonce
-        ));
-        let io = |e: std::io::Error, what: &str, p: &Path| {
-            FormatError::Io(format!("cannot {what} {}: {e}", p.display()))
-        };
+        let base = path.file_name().ok_or_else(|| FormatError::Io(format!("{}: not a file path", path.display())))?;
+        let nonce =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let tmp = dir.join(format!(".{}.{}.{}.tmp", base.to_string_lossy(), std::process::id(), nonce));
+        let io =
+            |e: std::io::Error, what: &str, p: &Path| FormatError::Io(format!("cannot {what} {}: {e}", p.display()));
         let result = (|| {
             let mut f = fs::OpenOptions::new()
                 .write(true)
@@ -487,11 +502,16 @@ impl ArchiveBuilder {
     }
 }
 
+/// A module's objects as its three parts: first, cold, run-once.
+fn split_parts(m: &ModuleInput) -> [&[u8]; 3] {
+    let (first, rest) = m.objects.split_at(m.cold as usize);
+    let (cold, run_once) = rest.split_at((m.run_once - m.cold) as usize);
+    [first, cold, run_once]
+}
+
 fn check_slot(slot: u32, len: u64) -> Result<(), FormatError> {
     if slot % 8 != 0 || slot as u64 + 8 > len {
-        return Err(FormatError::BadRelocation(format!(
-            "slot {slot} misaligned or outside module of {len} bytes"
-        )));
+        return Err(FormatError::BadRelocation(format!("slot {slot} misaligned or outside module of {len} bytes")));
     }
     Ok(())
 }

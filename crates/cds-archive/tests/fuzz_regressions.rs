@@ -30,14 +30,13 @@ fn sample() -> Vec<u8> {
             },
             objects,
             root: 0,
+            cold: 0,
             run_once: 0,
             relocs: vec![
                 Reloc { slot: 0, target: RelocTarget::Internal },
                 Reloc { slot: 8, target: RelocTarget::External(ext) },
             ],
-            fixups: vec![
-                Fixup { slot: 16, kind: FixupKind::FrozenSet },
-            ],
+            fixups: vec![Fixup { slot: 16, kind: FixupKind::FrozenSet }],
         };
         b.add_module(m).unwrap();
     }
@@ -71,9 +70,8 @@ fn sample_passes_every_check() {
     let b = sample();
     let a = Archive::parse(&b, b.len() as u64).unwrap();
     for e in a.entries().unwrap() {
-        let [first, ro] = e.part_ranges();
-        let (first, ro) = (&b[first.0 as usize..first.1 as usize], &b[ro.0 as usize..ro.1 as usize]);
-        e.verify(&Parts::new(first, 0, ro, 0)).unwrap();
+        let [first, cold, ro] = e.part_ranges().map(|(start, end)| &b[start as usize..end as usize]);
+        e.verify(&Parts::new((first, 0), (cold, 0), (ro, 0))).unwrap();
         assert!(e.fixups().all(|f| f.is_ok()));
     }
     assert_eq!(a.interned(0).unwrap(), b"shared");

@@ -26,6 +26,7 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
         meta: meta(&format!("/lib/{name}.py")),
         objects,
         root: 0,
+        cold: 48,
         run_once: 48,
         relocs: vec![
             Reloc { slot: 0, target: RelocTarget::Internal },
@@ -36,16 +37,25 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
     }
 }
 
-/// A module's two parts, copied out of the archive's bytes (to verify or relocate them).
-fn parts_of(bytes: &[u8], e: &Entry) -> (Vec<u8>, Vec<u8>) {
-    let [f, r] = e.part_ranges();
-    (bytes[f.0 as usize..f.1 as usize].to_vec(), bytes[r.0 as usize..r.1 as usize].to_vec())
+/// A module's three parts, copied out of the archive's bytes (to verify or relocate them).
+fn parts_of(bytes: &[u8], e: &Entry) -> [Vec<u8>; 3] {
+    e.part_ranges().map(|(start, end)| bytes[start as usize..end as usize].to_vec())
+}
+
+/// The module's parts as `Parts`, each at its address for an archive mapped at `base`.
+fn parts_at<'p>(parts: &'p mut [Vec<u8>; 3], e: &Entry, base: u64) -> Parts<&'p mut [u8]> {
+    let [a, b, c] = parts;
+    Parts::new(
+        (&mut a[..], base + e.objects_file_off),
+        (&mut b[..], base + e.cold_file_off),
+        (&mut c[..], base + e.run_once_file_off),
+    )
 }
 
 /// `Entry::verify` on a module's bytes as the archive holds them.
 fn verify_in(bytes: &[u8], e: &Entry) -> Result<(), FormatError> {
-    let (first, run_once) = parts_of(bytes, e);
-    e.verify(&Parts::new(&first[..], 0, &run_once[..], 0))
+    let mut parts = parts_of(bytes, e);
+    e.verify(&parts_at(&mut parts, e, 0).view())
 }
 
 const BASE: u64 = 0x2000_0000_0000;
@@ -145,6 +155,7 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
             let mut m = module(name, &mut b);
             m.objects.resize(len, 0);
             m.run_once = run_once;
+            m.cold = m.run_once;
             if run_once == 0 {
                 m.relocs.clear();
                 m.fixups.clear();
@@ -163,8 +174,11 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
             let e = a.lookup(name).unwrap().unwrap();
             assert_eq!((e.run_once, e.objects_len), (run_once, len as u64), "{name}");
             verify_in(&bytes, &e).unwrap();
-            let [first, ro] = e.part_ranges();
-            assert!(!pooled || first.1 <= region.0 || first.0 == first.1, "{name}: objects before the run-once ones inside the region");
+            let [first, _, ro] = e.part_ranges();
+            assert!(
+                !pooled || first.1 <= region.0 || first.0 == first.1,
+                "{name}: objects before the run-once ones inside the region"
+            );
             if ro.0 < ro.1 {
                 assert_eq!(e.pooled(), pooled, "{name}");
                 if pooled {
@@ -186,10 +200,11 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
             for w in run_once_parts.windows(2) {
                 assert_eq!(w[1].0, w[0].1.next_multiple_of(OBJECT_ALIGN));
             }
-            let on_page = |page: u64| run_once_parts.iter().filter(|p| p.0 < page + PAGE_SIZE && page < p.1).count() as u32;
+            let on_page =
+                |page: u64| run_once_parts.iter().filter(|p| p.0 < page + PAGE_SIZE && page < p.1).count() as u32;
             for (name, _, _) in layout {
                 let e = a.lookup(name).unwrap().unwrap();
-                let [_, (start, end)] = e.part_ranges();
+                let [_, _, (start, end)] = e.part_ranges();
                 if start < end {
                     let (first, last) = (start / PAGE_SIZE * PAGE_SIZE, (end - 1) / PAGE_SIZE * PAGE_SIZE);
                     assert_eq!((e.first_page_parts, e.last_page_parts), (on_page(first), on_page(last)), "{name}");
@@ -202,6 +217,7 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
     for bad in [49, 8] {
         let mut m = module("x", &mut b);
         m.run_once = bad;
+        m.cold = m.run_once;
         assert_eq!(b.add_module(m).unwrap_err(), FormatError::OutOfBounds("run-once objects"));
     }
 }
@@ -287,33 +303,33 @@ fn damaged_interned_strings_are_refused() {
 #[test]
 fn relocation_at_preferred_base_writes_only_externals_that_differ() {
     let bytes = sample();
-    let (meta_part, _) = bytes.split_at(Archive::parse(&bytes, bytes.len() as u64).unwrap().header.objects_off as usize);
+    let (meta_part, _) =
+        bytes.split_at(Archive::parse(&bytes, bytes.len() as u64).unwrap().header.objects_off as usize);
     let a = Archive::parse(meta_part, bytes.len() as u64).unwrap();
     let e = a.lookup("mid").unwrap().unwrap();
     let module_addr = BASE + e.objects_file_off;
-    let (mut objects, mut none) = parts_of(&bytes, &e);
-    assert!(none.is_empty(), "the sample's modules have no run-once objects");
-    let relocate_at = |objects: &mut Vec<u8>, none: &mut Vec<u8>, actual: u64, map: &ExternalMap| {
-        let mut parts = Parts::new(&mut objects[..], actual + e.objects_file_off, &mut none[..], actual + e.run_once_file_off);
-        relocate(&mut parts, &e, BASE, actual, map)
+    let mut parts = parts_of(&bytes, &e);
+    assert!(parts[1].is_empty() && parts[2].is_empty(), "the sample's modules have no cold or run-once objects");
+    let relocate_at = |parts: &mut [Vec<u8>; 3], actual: u64, map: &ExternalMap| {
+        relocate(&mut parts_at(parts, &e, actual), &e, BASE, actual, map)
     };
     // Same external address as the dumper had: nothing is written.
     let same = ExternalMap::new(&a.external_addrs(), &[0xdead_beef]);
-    let st = relocate_at(&mut objects, &mut none, BASE, &same).unwrap();
+    let st = relocate_at(&mut parts, BASE, &same).unwrap();
     assert_eq!(st, RelocStats { relocs: 3, written: 0 });
     // Another external address: only that slot changes.
     let other = ExternalMap::new(&a.external_addrs(), &[0x1234]);
-    let st = relocate_at(&mut objects, &mut none, BASE, &other).unwrap();
+    let st = relocate_at(&mut parts, BASE, &other).unwrap();
     assert_eq!(st.written, 1);
-    assert_eq!(u64::from_ne_bytes(objects[8..16].try_into().unwrap()), 0x1234);
+    assert_eq!(u64::from_ne_bytes(parts[0][8..16].try_into().unwrap()), 0x1234);
     // Mapped elsewhere: internal pointers move by the difference (the external slot, already
     // holding this process's address, is no longer a dumped address: relocate from a clean copy).
-    let (mut objects, mut none) = parts_of(&bytes, &e);
-    let st = relocate_at(&mut objects, &mut none, BASE + 0x10_0000, &other).unwrap();
+    let mut parts = parts_of(&bytes, &e);
+    let st = relocate_at(&mut parts, BASE + 0x10_0000, &other).unwrap();
     let moved = module_addr + 0x10_0000;
     assert_eq!(st.written, 3);
-    assert_eq!(u64::from_ne_bytes(objects[0..8].try_into().unwrap()), moved + 16);
-    assert_eq!(u64::from_ne_bytes(objects[16..24].try_into().unwrap()), moved + 32);
+    assert_eq!(u64::from_ne_bytes(parts[0][0..8].try_into().unwrap()), moved + 16);
+    assert_eq!(u64::from_ne_bytes(parts[0][16..24].try_into().unwrap()), moved + 32);
 }
 
 #[test]
@@ -323,21 +339,22 @@ fn relocation_moves_pointers_into_a_pooled_run_once_part_with_it() {
     // Objects 1 and 2 are run-once; object 0 (kept) points at object 1: refused by a loader's
     // validation, but relocation moves both kinds of pointer the same way.
     m.run_once = 16;
+    m.cold = m.run_once;
     b.add_module(m).unwrap();
     b.pool_run_once(true);
     let bytes = b.build().unwrap().0;
     let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
     let e = a.lookup("m").unwrap().unwrap();
     assert!(e.pooled());
-    let (mut first, mut ro) = parts_of(&bytes, &e);
+    let mut copied = parts_of(&bytes, &e);
     let ro_addr = BASE + e.run_once_file_off;
     // As laid out: object 0's pointer and object 1's (the run-once part's first word) lead
     // into the run-once part.
-    assert_eq!(u64::from_ne_bytes(first[0..8].try_into().unwrap()), ro_addr);
-    assert_eq!(u64::from_ne_bytes(ro[0..8].try_into().unwrap()), ro_addr + 16);
+    assert_eq!(u64::from_ne_bytes(copied[0][0..8].try_into().unwrap()), ro_addr);
+    assert_eq!(u64::from_ne_bytes(copied[2][0..8].try_into().unwrap()), ro_addr + 16);
     let map = ExternalMap::new(&a.external_addrs(), &[0xdead_beef]);
     let actual = BASE + 0x40_0000;
-    let mut parts = Parts::new(&mut first[..], actual + e.objects_file_off, &mut ro[..], actual + e.run_once_file_off);
+    let mut parts = parts_at(&mut copied, &e, actual);
     let st = relocate(&mut parts, &e, BASE, actual, &map).unwrap();
     assert_eq!(st.written, 2);
     assert_eq!(parts.word(0), Some(actual + e.run_once_file_off));
@@ -380,7 +397,7 @@ fn bit_flips_are_caught() {
                 caught += 1;
             } else {
                 // Undetected damage must be in padding: between the blob and the objects
-                // section or between/after modules, 
+                // section or between/after modules,
                 let in_blob_pad = byte >= (hdr.blob_off + hdr.blob_len) as usize && byte < hdr.objects_off as usize;
                 let in_obj_pad = byte >= hdr.objects_off as usize && !inside_module(&clean, byte);
                 assert!(in_blob_pad || in_obj_pad, "flip of byte {byte} bit {bit} undetected");
@@ -392,7 +409,10 @@ fn bit_flips_are_caught() {
 
 fn inside_module(bytes: &[u8], byte: usize) -> bool {
     let a = Archive::parse(bytes, bytes.len() as u64).unwrap();
-    a.entries().unwrap().iter().any(|e| e.part_ranges().iter().any(|&(start, end)| (start..end).contains(&(byte as u64))))
+    a.entries()
+        .unwrap()
+        .iter()
+        .any(|e| e.part_ranges().iter().any(|&(start, end)| (start..end).contains(&(byte as u64))))
 }
 
 fn damaged(b: &[u8]) -> bool {
@@ -411,10 +431,10 @@ fn damaged(b: &[u8]) -> bool {
         return true;
     }
     for e in entries {
-        let (mut first, mut ro) = parts_of(b, &e);
+        let mut copied = parts_of(b, &e);
         let base = a.header.preferred_base;
         let map = ExternalMap::new(&a.external_addrs(), &[1]);
-        let mut parts = Parts::new(&mut first[..], base + e.objects_file_off, &mut ro[..], base + e.run_once_file_off);
+        let mut parts = parts_at(&mut copied, &e, base);
         if e.verify(&parts.view()).is_err()
             || e.fixups().any(|f| f.is_err())
             || e.meta().is_err()
@@ -466,6 +486,7 @@ fn largest_module_is_the_largest_objects_length_and_never_past_the_section() {
         let mut m = module(name, &mut b);
         m.objects.resize(m.objects.len() + extra, 0);
         m.run_once = m.objects.len() as u64;
+        m.cold = m.run_once;
         b.add_module(m).unwrap();
     }
     let bytes = b.build().unwrap().0;
@@ -494,6 +515,7 @@ fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
     for name in ["a", "b"] {
         let mut m = module(name, &mut b);
         m.run_once = 16;
+        m.cold = m.run_once;
         b.add_module(m).unwrap();
     }
     b.pool_run_once(true);
@@ -507,10 +529,25 @@ fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
     let (first0, ro0) = (u64_at(&clean, e0 + E_OBJECTS_OFF), u64_at(&clean, e0 + E_RUN_ONCE_PART_OFF));
     let ro1 = u64_at(&clean, entry_at(1) + E_RUN_ONCE_PART_OFF);
     let cases: Vec<(&str, usize, u64, FormatError)> = vec![
-        ("run-once part over the first part", e0 + E_RUN_ONCE_PART_OFF, first0, FormatError::OutOfBounds("module objects")),
+        (
+            "run-once part over the first part",
+            e0 + E_RUN_ONCE_PART_OFF,
+            first0,
+            FormatError::OutOfBounds("module objects"),
+        ),
         ("first part inside the region", e0 + E_OBJECTS_OFF, ro0, FormatError::OutOfBounds("module objects")),
-        ("run-once part across the region's start", e0 + E_RUN_ONCE_PART_OFF, h.run_once_off - 16, FormatError::OutOfBounds("run-once objects")),
-        ("run-once part past the section", e0 + E_RUN_ONCE_PART_OFF, h.objects_len - 16, FormatError::OutOfBounds("module objects")),
+        (
+            "run-once part across the region's start",
+            e0 + E_RUN_ONCE_PART_OFF,
+            h.run_once_off - 16,
+            FormatError::OutOfBounds("run-once objects"),
+        ),
+        (
+            "run-once part past the section",
+            e0 + E_RUN_ONCE_PART_OFF,
+            h.objects_len - 16,
+            FormatError::OutOfBounds("module objects"),
+        ),
         ("misaligned run-once part", e0 + E_RUN_ONCE_PART_OFF, ro0 + 8, FormatError::OutOfBounds("module objects")),
     ];
     for (label, at, value, want) in cases {
@@ -527,10 +564,106 @@ fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
     assert!(fuzzing::fix_checksums(&mut b));
     assert!(Archive::parse(&b, b.len() as u64).unwrap().entry(0).unwrap().pooled());
     // A region that is not whole pages, or runs past the objects section.
-    for (at, value) in [(H_REGION_OFF, h.run_once_off + 16), (H_REGION_LEN, h.run_once_len + 4096), (H_REGION_LEN, 100)] {
+    for (at, value) in [(H_REGION_OFF, h.run_once_off + 16), (H_REGION_LEN, h.run_once_len + 4096), (H_REGION_LEN, 100)]
+    {
         let mut b = clean.clone();
         put(&mut b, at, value);
         assert!(fuzzing::fix_checksums(&mut b));
         assert_eq!(Archive::parse(&b, b.len() as u64).unwrap_err(), FormatError::OutOfBounds("run-once region"));
     }
+}
+
+#[test]
+fn cold_parts_are_pooled_in_the_cold_region_and_relocated_with_the_module() {
+    // Object 0 points at object 1 (cold) and external 0; object 1 is cold and points at
+    // object 2 (run-once): relocation moves pointers into every part alike.
+    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+    for name in ["a", "b", "c"] {
+        let mut m = module(name, &mut b);
+        (m.cold, m.run_once) = if name == "b" { (48, 48) } else { (16, 32) };
+        b.add_module(m).unwrap();
+    }
+    b.pool_run_once(true);
+    let bytes = b.build().unwrap().0;
+    let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
+    let h = a.header.clone();
+    assert!(h.cold_len > 0 && h.cold_off % PAGE_SIZE == 0 && h.cold_len % PAGE_SIZE == 0);
+    let (cold_region, ro_region) = (h.cold_region(), h.run_once_region());
+    assert!(cold_region.1 <= ro_region.0, "the cold region comes before the run-once region");
+    let in_file = |(s, e): (u64, u64)| (h.objects_off + s, h.objects_off + e);
+    let (cold_region, ro_region) = (in_file(cold_region), in_file(ro_region));
+    let mut colds = Vec::new();
+    for name in ["a", "b", "c"] {
+        let e = a.lookup(name).unwrap().unwrap();
+        verify_in(&bytes, &e).unwrap();
+        let [first, cold, ro] = e.part_ranges();
+        assert!(first.1 <= cold_region.0, "{name}: first part before the regions");
+        if name == "b" {
+            assert_eq!((e.cold, cold.0 == cold.1), (48, true));
+            continue;
+        }
+        assert_eq!((e.cold, e.run_once, cold.1 - cold.0), (16, 32, 16));
+        assert!(cold_region.0 <= cold.0 && cold.1 <= cold_region.1, "{name}: cold part in the cold region");
+        assert!(ro_region.0 <= ro.0 && ro.1 <= ro_region.1, "{name}: run-once part in the run-once region");
+        colds.push(cold);
+        // Laid out for the preferred base: object 0 points into the cold part.
+        let copied = parts_of(&bytes, &e);
+        assert_eq!(u64::from_ne_bytes(copied[0][0..8].try_into().unwrap()), BASE + e.cold_file_off);
+        let mut copied = copied;
+        let map = ExternalMap::new(&a.external_addrs(), &[0xdead_beef]);
+        let actual = BASE + 0x40_0000;
+        let mut parts = parts_at(&mut copied, &e, actual);
+        assert_eq!(relocate(&mut parts, &e, BASE, actual, &map).unwrap().written, 2);
+        assert_eq!(parts.word(0), Some(actual + e.cold_file_off));
+        assert_eq!(parts.offset_of(parts.word(16).unwrap()), Some(32), "cold object points into the run-once part");
+    }
+    // Back to back, in list order, from the region's first byte.
+    assert_eq!(colds[0].0, cold_region.0);
+    assert_eq!(colds[1].0, colds[0].1.next_multiple_of(OBJECT_ALIGN));
+
+    // Damaged layouts are refused (field offsets from docs/format.md).
+    const H_COLD_OFF: usize = 184;
+    const E_COLD_OFF: usize = 88;
+    const E_COLD_PART_OFF: usize = 96;
+    const E_OBJECTS_OFF: usize = 32;
+    let idx = |name: &str| (0..3).find(|&i| a.entry(i).unwrap().name == name).unwrap();
+    let entry_at = |name: &str| h.index_off as usize + idx(name) as usize * ENTRY_SIZE;
+    let put = |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    let ea = entry_at("a");
+    let first_a = a.lookup("a").unwrap().unwrap().objects_file_off - h.objects_off;
+    let cases: Vec<(&str, usize, u64, FormatError)> = vec![
+        (
+            "cold part outside the cold region",
+            ea + E_COLD_PART_OFF,
+            first_a + 16,
+            FormatError::OutOfBounds("cold objects"),
+        ),
+        ("cold part over the first part", ea + E_COLD_PART_OFF, first_a, FormatError::OutOfBounds("module objects")),
+        (
+            "cold part in the run-once region",
+            ea + E_COLD_PART_OFF,
+            h.run_once_off,
+            FormatError::OutOfBounds("cold objects"),
+        ),
+        ("cold objects after the run-once ones", ea + E_COLD_OFF, 48, FormatError::OutOfBounds("cold objects")),
+        ("misaligned cold objects", ea + E_COLD_OFF, 8, FormatError::OutOfBounds("cold objects")),
+        ("first part in the cold region", ea + E_OBJECTS_OFF, h.cold_off, FormatError::OutOfBounds("module objects")),
+    ];
+    for (what, at, v, want) in cases {
+        let mut d = bytes.clone();
+        put(&mut d, at, v);
+        assert!(fuzzing::fix_checksums(&mut d), "{what}");
+        let da = Archive::parse(&d, d.len() as u64).unwrap();
+        assert_eq!(da.entry(idx("a")).unwrap_err(), want, "{what}");
+    }
+    // A cold region over the run-once region is refused with the header.
+    let mut d = bytes.clone();
+    put(&mut d, H_COLD_OFF, h.run_once_off);
+    assert!(fuzzing::fix_checksums(&mut d));
+    assert_eq!(Archive::parse(&d, d.len() as u64).unwrap_err(), FormatError::OutOfBounds("cold region"));
+    // The builder refuses cold objects after the run-once ones.
+    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+    let mut m = module("x", &mut b);
+    (m.cold, m.run_once) = (32, 16);
+    assert_eq!(b.add_module(m).unwrap_err(), FormatError::OutOfBounds("cold objects"));
 }

@@ -35,26 +35,35 @@ use crate::layout;
 /// What a slot ends up pointing at.
 #[derive(Clone, Copy)]
 enum Target {
-    External { index: u32, addr: u64 },
-    Internal { off: usize, frozenset: bool },
+    External {
+        index: u32,
+        addr: u64,
+    },
+    Internal {
+        off: usize,
+        frozenset: bool,
+    },
     /// An interned string: its number in the archive's interned-strings table.
     Interned(u32),
 }
 
-/// A copied module: its object bytes, the root's offset, where its run-once objects start, its
-/// relocations and its fix-ups.
-pub type ModuleParts = (Vec<u8>, u64, u64, Vec<Reloc>, Vec<Fixup>);
+/// A copied module: its object bytes, the root's offset, where its cold objects start, where
+/// its run-once objects start, its relocations and its fix-ups.
+pub type ModuleParts = (Vec<u8>, u64, u64, u64, Vec<Reloc>, Vec<Fixup>);
 
 /// Marks an offset into the leaf region while copying (resolved by `Copier::finish`).
 const LEAF: usize = 1 << 62;
 /// Marks an offset into the run-once region while copying.
 const RUN_ONCE: usize = 1 << 61;
+/// Marks an offset into the cold region while copying.
+const COLD: usize = 1 << 60;
 
-/// The three regions of a module, in layout order.
+/// The four regions of a module, in layout order.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Region {
     Linked,
     Leaf,
+    Cold,
     RunOnce,
 }
 
@@ -66,10 +75,15 @@ pub struct Copier<'b> {
     linked: Vec<u8>,
     /// Leaf objects (offsets tagged with `LEAF`).
     leaves: Vec<u8>,
+    /// Cold objects (offsets tagged with `COLD`).
+    cold: Vec<u8>,
     /// Run-once objects (offsets tagged with `RUN_ONCE`).
     run_once: Vec<u8>,
     /// The live objects that go to the run-once region (by address).
     run_once_set: HashSet<usize>,
+    /// The live objects that go to the cold region (by address): the tables of code objects
+    /// that are not run-once (see `layout::code_field_is_cold`).
+    cold_set: HashSet<usize>,
     /// Slot offsets (tagged) and what they point at.
     relocs: Vec<(usize, RelocTarget)>,
     fixups: Vec<(usize, FixupKind)>,
@@ -92,8 +106,10 @@ pub fn copy_module(
         code_count,
         linked: Vec::new(),
         leaves: Vec::new(),
+        cold: Vec::new(),
         run_once: Vec::new(),
         run_once_set,
+        cold_set: HashSet::new(),
         relocs: Vec::new(),
         fixups: Vec::new(),
         memo: HashMap::new(),
@@ -121,8 +137,8 @@ pub fn copy_module(
 }
 
 pub fn into_input(name: &str, meta: cds_archive::ModuleMeta, parts: ModuleParts) -> ModuleInput {
-    let (objects, root, run_once, relocs, fixups) = parts;
-    ModuleInput { name: name.to_owned(), meta, objects, root, run_once, relocs, fixups }
+    let (objects, root, cold, run_once, relocs, fixups) = parts;
+    ModuleInput { name: name.to_owned(), meta, objects, root, cold, run_once, relocs, fixups }
 }
 
 impl Copier<'_> {
@@ -132,6 +148,7 @@ impl Copier<'_> {
         let (buf, tag) = match region {
             Region::Linked => (&mut self.linked, 0),
             Region::Leaf => (&mut self.leaves, LEAF),
+            Region::Cold => (&mut self.cold, COLD),
             Region::RunOnce => (&mut self.run_once, RUN_ONCE),
         };
         let aligned = buf.len().next_multiple_of(16);
@@ -150,6 +167,8 @@ impl Copier<'_> {
             (&mut self.leaves, at & !LEAF)
         } else if at & RUN_ONCE != 0 {
             (&mut self.run_once, at & !RUN_ONCE)
+        } else if at & COLD != 0 {
+            (&mut self.cold, at & !COLD)
         } else {
             (&mut self.linked, at)
         };
@@ -170,16 +189,19 @@ impl Copier<'_> {
         }
     }
 
-    /// Joins the three regions (linked objects, leaves, run-once objects) and resolves tagged
-    /// offsets: in slots, in internal pointers and in the root.
+    /// Joins the four regions (linked objects, leaves, cold objects, run-once objects) and
+    /// resolves tagged offsets: in slots, in internal pointers and in the root.
     fn finish(mut self, root: usize) -> Result<ModuleParts, String> {
         let base = self.linked.len().next_multiple_of(16);
-        let run_once = (base + self.leaves.len()).next_multiple_of(16);
+        let cold = (base + self.leaves.len()).next_multiple_of(16);
+        let run_once = (cold + self.cold.len()).next_multiple_of(16);
         let place = |off: usize| {
             if off & LEAF != 0 {
                 base + (off & !LEAF)
             } else if off & RUN_ONCE != 0 {
                 run_once + (off & !RUN_ONCE)
+            } else if off & COLD != 0 {
+                cold + (off & !COLD)
             } else {
                 off
             }
@@ -188,6 +210,8 @@ impl Copier<'_> {
         let mut buf = std::mem::take(&mut self.linked);
         buf.resize(base, 0);
         buf.extend_from_slice(&self.leaves);
+        buf.resize(cold, 0);
+        buf.extend_from_slice(&self.cold);
         buf.resize(run_once, 0);
         buf.extend_from_slice(&self.run_once);
         let mut relocs = Vec::with_capacity(self.relocs.len());
@@ -204,7 +228,7 @@ impl Copier<'_> {
             .iter()
             .map(|&(slot, kind)| Ok(Fixup { slot: slot32(slot)?, kind }))
             .collect::<Result<Vec<_>, String>>()?;
-        Ok((buf, place(root) as u64, run_once as u64, relocs, fixups))
+        Ok((buf, place(root) as u64, cold as u64, run_once as u64, relocs, fixups))
     }
 
     /// Points the slot at offset `slot` at `t` (an object already placed, or an external or
@@ -247,6 +271,8 @@ impl Copier<'_> {
         let leaf = matches!(kind, Kind::Str | Kind::Bytes | Kind::Int | Kind::Float | Kind::Complex);
         let region = if self.run_once_set.contains(&(obj as usize)) {
             Region::RunOnce
+        } else if self.cold_set.contains(&(obj as usize)) && kind == Kind::Bytes {
+            Region::Cold
         } else if leaf {
             Region::Leaf
         } else {
@@ -386,9 +412,13 @@ impl Copier<'_> {
             // Equal strings of every module share one entry of the interned-strings table.
             // SAFETY: a compact string's `length * kind` bytes of data follow its header.
             let units = unsafe {
-                std::slice::from_raw_parts((obj as *const u8).add(layout::str_data_offset(ascii)), kind * length as usize)
+                std::slice::from_raw_parts(
+                    (obj as *const u8).add(layout::str_data_offset(ascii)),
+                    kind * length as usize,
+                )
             };
-            let number = self.builder.intern_number(&layout::encode_interned(kind, units)).map_err(|e| e.to_string())?;
+            let number =
+                self.builder.intern_number(&layout::encode_interned(kind, units)).map_err(|e| e.to_string())?;
             return Ok(Target::Interned(number));
         }
         let size = layout::str_size(ascii, kind, length as usize);
@@ -415,6 +445,13 @@ impl Copier<'_> {
 
     /// SAFETY (caller): GIL held, `obj` a live code object.
     unsafe fn copy_code(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
+        for &(name, field, _) in layout::CODE_OBJECTS {
+            if layout::code_field_is_cold(name) {
+                // SAFETY: caller contract; `field` is a pointer field inside the live code object.
+                let table = unsafe { std::ptr::read_unaligned((obj as *const u8).add(field) as *const usize) };
+                self.cold_set.insert(table);
+            }
+        }
         // SAFETY: caller contract; CODE_OBJECTS lists the code object's pointer fields.
         let fields = unsafe { self.field_targets(obj, layout::CODE_OBJECTS, "code object")? };
         // SAFETY: caller contract. The size is the type's own var-size formula.
@@ -427,8 +464,7 @@ impl Copier<'_> {
         };
         self.zero(layout::CODE_CACHES, off);
         if let Some(field) = layout::CODE_VERSION {
-            let v = code_versions::archived(*self.code_count)
-                .ok_or("more code objects than one archive may hold")?;
+            let v = code_versions::archived(*self.code_count).ok_or("more code objects than one archive may hold")?;
             *self.code_count += 1;
             self.at(off + field, 4).copy_from_slice(&v.to_ne_bytes());
         }
@@ -489,11 +525,13 @@ unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), Strin
             let plain = std::slice::from_raw_parts(ffi::PyBytes_AsString(code_bytes) as *const u8, n);
             let live = inline_bytecode(obj);
             let unit = layout::CODE_UNIT_SIZE;
-            let ran = plain
-                .chunks_exact(unit)
-                .zip(live.chunks_exact(unit))
-                .any(|(p, l)| p != l && p.iter().any(|&b| b != 0));
-            if ran { Err("code object has run (its bytecode is specialized)".to_string()) } else { Ok(()) }
+            let ran =
+                plain.chunks_exact(unit).zip(live.chunks_exact(unit)).any(|(p, l)| p != l && p.iter().any(|&b| b != 0));
+            if ran {
+                Err("code object has run (its bytecode is specialized)".to_string())
+            } else {
+                Ok(())
+            }
         };
         ffi::Py_DECREF(code_bytes);
         result
@@ -540,7 +578,9 @@ unsafe fn frozenset_as_tuple(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObje
 /// such a constant is dead. Indices out of range, and every constant when the interpreter has no
 /// `layout::BYTECODE_SCAN`, count as not used up.
 fn consumed_consts(bytecode: &[u8], nconsts: usize) -> Vec<bool> {
-    let Some(scan) = &layout::BYTECODE_SCAN else { return vec![false; nconsts] };
+    let Some(scan) = &layout::BYTECODE_SCAN else {
+        return vec![false; nconsts];
+    };
     // Per constant: (uses, uses that use it up).
     let mut uses = vec![(0u32, 0u32); nconsts];
     let units: Vec<(u8, u8)> = bytecode.chunks_exact(2).map(|u| (u[0], u[1])).collect();

@@ -28,6 +28,14 @@ pub fn code_field_is_str(name: &str) -> bool {
     matches!(name, "co_filename" | "co_name" | "co_qualname")
 }
 
+/// Whether the code-object field `name` (of `CODE_OBJECTS`) holds a bytes table that the
+/// interpreter only reads in place (line numbers, exception handlers, kinds of locals), never
+/// taking a reference to it in the course of running code: such a table is cold (see
+/// `docs/format.md`, the cold region).
+pub fn code_field_is_cold(name: &str) -> bool {
+    matches!(name, "co_linetable" | "co_exceptiontable" | "co_localspluskinds")
+}
+
 /// Value of a bit-field of `PyASCIIObject.state` selected by `mask`.
 pub fn state_field(state: u32, mask: u32) -> u32 {
     (state & mask) >> mask.trailing_zeros()
@@ -96,7 +104,11 @@ pub fn decode_interned(bytes: &[u8]) -> Option<(usize, &[u8])> {
 
 /// Offset of a compact `str`'s characters from the object's start.
 pub fn str_data_offset(ascii: bool) -> usize {
-    if ascii { STR_ASCII_SIZE } else { STR_COMPACT_SIZE }
+    if ascii {
+        STR_ASCII_SIZE
+    } else {
+        STR_COMPACT_SIZE
+    }
 }
 
 /// Bytes a compact `str` object occupies (an ASCII string has kind 1).

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, Parts, HEADER_SIZE, PAGE_SIZE};
+use cds_archive::{
+    relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, Parts, HEADER_SIZE, PAGE_SIZE,
+};
 use pyo3::ffi;
 
 use crate::code_versions;
@@ -32,7 +34,10 @@ enum ModState {
     InProgress,
     /// Fixed up: the root code object, and the file range of the module's run-once objects
     /// when this interpreter can release them and they lie in the archive's run-once region.
-    Ready { code: usize, run_once: Option<FileRange> },
+    Ready {
+        code: usize,
+        run_once: Option<FileRange>,
+    },
     Failed(String),
     /// The module ran and its run-once objects were released (their pages go back once no other
     /// module needs them): its code object is gone, so importing it again takes the normal path.
@@ -279,8 +284,8 @@ impl LoadedArchive {
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0)
             .map_err(|e| format!("cannot read {path}: {e}"))?;
         let header = Header::parse(&head, len).map_err(|e| format!("{path}: {e}"))?;
-        let map = Mapping::map(&file, len as usize, header.preferred_base)
-            .map_err(|e| format!("cannot map {path}: {e}"))?;
+        let map =
+            Mapping::map(&file, len as usize, header.preferred_base).map_err(|e| format!("cannot map {path}: {e}"))?;
         let meta = map.prefix(header.objects_off as usize);
         // SAFETY: `meta` points into `map`, which is moved into the same struct and outlives
         // `view` (fields drop in declaration order; `view` is first). The mapping's address does
@@ -442,9 +447,7 @@ impl LoadedArchive {
                     return Ok((code, None));
                 }
                 ModState::Failed(why) => return Err(why.clone()),
-                ModState::Released => {
-                    return Err("it ran already and its run-once objects were released".into())
-                }
+                ModState::Released => return Err("it ran already and its run-once objects were released".into()),
                 ModState::InProgress => return Err("module is being fixed up (re-entrant import)".into()),
                 ModState::Preparing => unreachable!("waited for above"),
                 ModState::Fresh => {
@@ -464,7 +467,10 @@ impl LoadedArchive {
         // finalizers may import (and so come back here for another module).
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match prepared {
             Some(p) => self.finish(*p),
-            None => self.externals().and_then(|x| self.prepare(index, x, &mut Scratch::default())).and_then(|p| self.finish(p)),
+            None => self
+                .externals()
+                .and_then(|x| self.prepare(index, x, &mut Scratch::default()))
+                .and_then(|p| self.finish(p)),
         }))
         .unwrap_or_else(|_| Err(PANICKED.into()));
         let mut m = self.modules();
@@ -528,8 +534,10 @@ impl LoadedArchive {
                 m.ahead.next += 1;
                 m.states[index as usize] = ModState::Preparing;
                 drop(m);
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals, &mut scratch)))
-                    .unwrap_or_else(|_| Err(PANICKED.into()));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.prepare(index, externals, &mut scratch)
+                }))
+                .unwrap_or_else(|_| Err(PANICKED.into()));
                 m = self.modules();
                 m.states[index as usize] = match result {
                     Ok(p) => ModState::Prepared(Box::new(p)),
@@ -588,8 +596,12 @@ impl LoadedArchive {
         let actual = self.map.addr() + start;
         // Each object still carries the archived count: nothing outside the run-once objects
         // holds a reference (the validator made sure no other archived object points at them).
-        Validator::new(Parts::new(&[][..], actual, &*objects, actual), &externals.rules, self.view.header.intern_count)
-            .objects_intact()?;
+        Validator::new(
+            Parts::new((&[][..], actual), (&[][..], actual), (&*objects, actual)),
+            &externals.rules,
+            self.view.header.intern_count,
+        )
+        .objects_intact()?;
         m.states[index as usize] = ModState::Released;
         self.released.fetch_add(1, Relaxed);
         // Every object of this module on these pages is unreferenced (just checked, GIL held):
@@ -634,16 +646,16 @@ impl LoadedArchive {
     ///
     /// SAFETY (caller): as for `Mapping::range_mut`: the caller claimed the module under the
     /// lock before any of its objects reached the interpreter (or holds the GIL), so no other
-    /// reference into its bytes is in use. The two parts lie in the objects section and apart
-    /// (checked by `Archive::entry`), so the two slices do not alias.
+    /// reference into its bytes is in use. The three parts lie in the objects section and apart
+    /// (checked by `Archive::entry`), so the three slices do not alias.
     unsafe fn parts_mut(&self, entry: &Entry) -> Parts<&mut [u8]> {
-        let [(a, b), (c, d)] = entry.part_ranges();
         let base = self.map.addr();
-        // SAFETY: the caller's contract, above; the ranges are disjoint.
-        let (first, run_once) = unsafe {
-            (self.map.range_mut(a as usize, (b - a) as usize), self.map.range_mut(c as usize, (d - c) as usize))
-        };
-        Parts::new(first, base + a, run_once, base + c)
+        let [first, cold, run_once] = entry.part_ranges().map(|(start, end)| {
+            // SAFETY: the caller's contract, above; the three ranges are disjoint.
+            let bytes = unsafe { self.map.range_mut(start as usize, (end - start) as usize) };
+            (bytes, base + start)
+        });
+        Parts::new(first, cold, run_once)
     }
 
     /// Counts module `entry` (number `index`), claimed by this thread, as a user of the run-once
@@ -709,7 +721,9 @@ impl LoadedArchive {
     fn forget_read(&self, modules: &[ModState], ahead: &mut RunAhead) {
         // Before the dump order is made (the first imports), the marks wait: the next call
         // after it is made catches up.
-        let Some(order) = self.order.get() else { return };
+        let Some(order) = self.order.get() else {
+            return;
+        };
         let order = &order.modules;
         let mut r = self.read_once.lock().unwrap_or_else(|p| p.into_inner());
         if r.forgotten == [0; 3] {
@@ -734,7 +748,8 @@ impl LoadedArchive {
         for (done, end) in r.forgotten.iter_mut().zip(ranges) {
             let start = done.next_multiple_of(cds_archive::PAGE_SIZE);
             // Whole fault-around windows of the address space only, and never past the metadata.
-            let end = ((base + end.min(self.view.header.objects_off)) / FAULT_AROUND * FAULT_AROUND).saturating_sub(base);
+            let end =
+                ((base + end.min(self.view.header.objects_off)) / FAULT_AROUND * FAULT_AROUND).saturating_sub(base);
             if end > start {
                 // `[start, end)` lies before the objects section (clamped above), in metadata
                 // that nothing writes.
@@ -815,7 +830,8 @@ impl LoadedArchive {
         // `kind` bytes, aligned for them (the table aligns every string's bytes to 8), and
         // CPython copies them into a new string (checking every code point).
         unsafe {
-            let mut s = ffi::PyUnicode_FromKindAndData(kind as i32, units.as_ptr().cast(), (units.len() / kind) as isize);
+            let mut s =
+                ffi::PyUnicode_FromKindAndData(kind as i32, units.as_ptr().cast(), (units.len() / kind) as isize);
             if s.is_null() {
                 ffi::PyErr_Clear();
                 return Err(format!("interned string {number} is not a valid string"));
@@ -861,11 +877,15 @@ impl LoadedArchive {
         // these bytes, and its objects have never been handed to the interpreter, so nothing
         // else references them.
         let mut objects = unsafe { self.parts_mut(&entry) };
-        let populated = externals.moves || self.map.addr() != self.view.header.preferred_base || !layout::IMMORTAL_OBJECTS;
+        let moved = externals.moves || self.map.addr() != self.view.header.preferred_base;
+        let populated = moved || !layout::IMMORTAL_OBJECTS;
         if populated {
             // Every object's header will be written (type pointers that differ in this process,
-            // or reference counts on interpreters without immortal objects).
-            for (start, end) in entry.part_ranges() {
+            // or reference counts on interpreters without immortal objects), but for the cold
+            // objects' (nothing takes a reference to them), unless relocation moves them: those
+            // pages stay clean, shared with every process that maps the archive.
+            let [first, cold, run_once] = entry.part_ranges();
+            for (start, end) in [first, run_once].into_iter().chain(moved.then_some(cold)) {
                 self.map.populate_for_write(start as usize, (end - start) as usize);
             }
         }
@@ -968,7 +988,7 @@ impl LoadedArchive {
         }
         // The validator checked that the root is an archived code object.
         let root = objects.addr_of(entry.root);
-        let run_once = (CAN_RELEASE_RUN_ONCE && entry.pooled()).then_some(entry.part_ranges()[1]);
+        let run_once = (CAN_RELEASE_RUN_ONCE && entry.pooled()).then_some(entry.part_ranges()[2]);
         let t4 = std::time::Instant::now();
         Ok((
             root as *mut ffi::PyObject,
@@ -997,7 +1017,9 @@ fn frozenset_slots(entry: &Entry, objects: &Parts<&[u8]>, validated: &Validated)
                 let Some(obj) = obj else {
                     return Err(format!("fix-up of {} points outside the module", entry.name));
                 };
-                if validated.kind_at(obj) != Some(Kind::Tuple) || validated.classes.get(f.slot as u64) != SlotClass::Const {
+                if validated.kind_at(obj) != Some(Kind::Tuple)
+                    || validated.classes.get(f.slot as u64) != SlotClass::Const
+                {
                     return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
                 }
                 slots.push(f.slot);

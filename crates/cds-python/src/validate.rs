@@ -18,9 +18,11 @@
 //! after everything they point at, and the others hold none, so a pointer to an object that holds
 //! pointers must point backwards: that is what rules out cycles, with no search.
 //!
-//! The module's run-once objects come last (from offset `run_once`, where the second of the
-//! module's two parts begins: see `cds_archive::Parts`; offsets here run through both parts, and
-//! addresses map to them): no object before them may point at one of them, so that the loader
+//! A module's objects come in three parts (see `cds_archive::Parts`; offsets here run through
+//! all three, and addresses map to them), which the file keeps apart: each part must begin where
+//! an object begins, and no object may run from one part into the next, since in memory the next
+//! part lies elsewhere. The run-once objects come last (from offset `run_once`, where the third
+//! part begins): no object before them may point at one of them, so that the loader
 //! may release their pages once they are dead. The first pass, on the run-once part alone, is
 //! also how the loader proves them dead after the module ran: every object still carries the
 //! archived reference count (no reference from outside), an untracked GC header and empty caches.
@@ -131,6 +133,8 @@ pub struct Validator<'a> {
     rules: &'a Rules,
     /// Entries of the archive's interned-strings table.
     intern_count: u32,
+    /// Where the cold objects start.
+    cold: u64,
     /// Where the run-once objects start.
     run_once: u64,
 }
@@ -207,16 +211,11 @@ fn is_leaf(kind: Kind) -> bool {
 }
 
 impl<'a> Validator<'a> {
-    /// The module's `objects`; its run-once objects start at `objects.split()` (checking only the
-    /// run-once part: a first part that is empty).
+    /// The module's `objects`; its cold objects start at `objects.cold_start()` and its run-once
+    /// objects at `objects.split()` (checking only the run-once part: the other two empty).
     pub fn new(objects: Parts<&'a [u8]>, rules: &'a Rules, intern_count: u32) -> Self {
-        let run_once = objects.split();
-        Validator {
-            objects,
-            rules,
-            intern_count,
-            run_once,
-        }
+        let (cold, run_once) = (objects.cold_start(), objects.split());
+        Validator { objects, rules, intern_count, cold, run_once }
     }
 
     /// The first pass alone: every object carries the archived reference count, its type and
@@ -260,11 +259,7 @@ impl<'a> Validator<'a> {
         // above are simply dropped).
         let Pass { kinds, depths, consts, interned, .. } = pass;
         *scratch = Scratch { kinds, depths, consts, interned };
-        Ok(Validated {
-            classes: SlotClasses(&scratch.consts),
-            kinds: &scratch.kinds,
-            interned: &scratch.interned,
-        })
+        Ok(Validated { classes: SlotClasses(&scratch.consts), kinds: &scratch.kinds, interned: &scratch.interned })
     }
 
     /// The first pass: every object in layout order, each checked on its own; records the kind
@@ -275,11 +270,16 @@ impl<'a> Validator<'a> {
         let gc_head = layout::GC_HEAD_SIZE as u64;
         let mut found = 0;
         let mut at = 0u64;
-        // The run-once part must start where an object (or its GC header) starts, or be empty:
-        // the loader parses it on its own when it checks that its objects are dead.
-        let mut boundary = self.run_once >= len;
+        // The cold and run-once parts must each start where an object (or its GC header)
+        // starts, or be empty: an object may not run from one part into the next (in memory,
+        // the next part lies elsewhere), and the loader parses the run-once part on its own when
+        // it checks that its objects are dead.
+        let parts = [("cold", self.cold), ("run-once", self.run_once)];
+        let mut boundary = parts.map(|(_, start)| start >= len);
         while at < len {
-            boundary |= at == self.run_once;
+            for (seen, &(_, start)) in boundary.iter_mut().zip(&parts) {
+                *seen |= at == start;
+            }
             // A zero word where an object may start opens a GC header (see the module docs).
             let headed = self.word(at)? == 0;
             let off = if headed { at + gc_head } else { at };
@@ -311,14 +311,16 @@ impl<'a> Validator<'a> {
                 Kind::Complex => layout::COMPLEX_SIZE,
                 Kind::Slice => layout::SLICE_SIZE,
                 Kind::Tuple => size_of(ob_size, |n| layout::TUPLE_ITEMS + 8 * n)?,
-                Kind::Code => size_of(ob_size, |n| self.rules.facts.code_basicsize + n * self.rules.facts.code_itemsize)?,
+                Kind::Code => {
+                    size_of(ob_size, |n| self.rules.facts.code_basicsize + n * self.rules.facts.code_itemsize)?
+                }
             } as u64;
             let end = off.checked_add(size).filter(|&end| end <= len);
             let Some(end) = end else {
                 return Err(format!("object at {off} runs past the end of the module").into());
             };
-            if at < self.run_once && self.run_once < end {
-                return Err(format!("run-once objects start at {}, inside an object", self.run_once).into());
+            if let Some((what, start)) = parts.iter().find(|&&(_, start)| at < start && start < end) {
+                return Err(format!("{what} objects start at {start}, inside an object").into());
             }
             match kind {
                 Kind::Tuple => {
@@ -347,8 +349,8 @@ impl<'a> Validator<'a> {
             found += 1;
             at = end.next_multiple_of(16);
         }
-        if !boundary {
-            return Err(format!("run-once objects start at {}, inside an object", self.run_once).into());
+        if let Some((_, (what, start))) = boundary.iter().zip(&parts).find(|(&seen, _)| !seen) {
+            return Err(format!("{what} objects start at {start}, inside an object").into());
         }
         Ok(found)
     }
@@ -548,7 +550,9 @@ impl Pass<'_, '_> {
                     None => matches!(v.rules.externals.get(word), Some(ExtClass::Value(Kind::Str, _))),
                 };
             if !ok {
-                return Err(format!("item at {slot} of a names tuple is not a str where another type is required").into());
+                return Err(
+                    format!("item at {slot} of a names tuple is not a str where another type is required").into()
+                );
             }
         }
         Ok(())
