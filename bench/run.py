@@ -71,6 +71,14 @@ def empty_cases(workloads):
         (f"empty-{w}", f"SHARE mode with the {w} archive", w) for w in workloads if w.startswith("scale-")]
 
 
+def work_dir_option(ap):
+    """Adds the tools' `--work-dir`: the work directory of the `bench/run.py` run whose venvs,
+    lists and archives a tool reuses (by default this interpreter's, as `bench/run.py` picks it;
+    Debian's 3.11 shares its version with 3.11.7, so its runs name their own)."""
+    ap.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
+                    help=f"the bench/run.py work directory to reuse (default: {DEFAULT_WORK_DIR})")
+
+
 def require(*paths):
     """Exits with a message unless every path (of a previous `bench/run.py`) exists: for the tools."""
     for p in paths:

@@ -1,6 +1,6 @@
 """Where pycds's import phase stands against the exec-only floor, in paired rounds.
 
-    python bench/tools/paired_imports.py [--rounds N] [--workload app|stdlib|scale-N]
+    python bench/tools/paired_imports.py [--rounds N] [--workload app|stdlib|scale-N] [--work-dir DIR]
 
 Run after `python bench/run.py` (it reuses its work directory, bench/.work on 3.11: the venvs,
 the workload's module list and its pycds archive). Each round runs, in alternating order, three processes of the workload:
@@ -27,7 +27,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
-from run import DEFAULT_WORK_DIR as WORK, child_env, require  # noqa: E402  (the benchmark's own choices)
+from run import child_env, require, work_dir_option  # noqa: E402  (the benchmark's own choices)
 
 # Run by the pycds venv's interpreter in SHARE mode: fixes up every archived module, then runs
 # the workload as __main__ (its harness stamps the import phase).
@@ -51,19 +51,21 @@ runpy.run_path(script, run_name="__main__")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    work_dir_option(ap)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--workload", default="app")
     args = ap.parse_args()
+    work = args.work_dir.resolve()
     if args.workload.startswith("scale-"):  # the generated package of bench/run.py
-        script = WORK / "scale" / f"n{args.workload[len('scale-'):]}" / "entry.py"
+        script = work / "scale" / f"n{args.workload[len('scale-'):]}" / "entry.py"
     else:
         script = BENCH / "workloads" / f"{args.workload}.py"
-    modlist = WORK / "lists" / f"{args.workload}.modules"
-    archive = WORK / "archives" / f"{args.workload}.pycds.img"
+    modlist = work / "lists" / f"{args.workload}.modules"
+    archive = work / "archives" / f"{args.workload}.pycds.img"
     require(script, modlist, archive)
     env = child_env()
     share = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)}
-    plain_py, pycds_py = WORK / "venv-plain/bin/python", WORK / "venv-pycds/bin/python"
+    plain_py, pycds_py = work / "venv-plain/bin/python", work / "venv-pycds/bin/python"
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "prefixed.py"
         prefix.write_text(PREFIX)

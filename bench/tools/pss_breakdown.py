@@ -1,6 +1,6 @@
 """Where the memory of N concurrent processes goes, mapping by mapping, plain against pycds.
 
-    python3 bench/tools/pss_breakdown.py [--procs 8] [--workload app]
+    python3 bench/tools/pss_breakdown.py [--procs 8] [--workload app] [--work-dir DIR]
 
 Run after `python bench/run.py` (it reuses its work directory: the venvs and the workload's
 pycds archive). For each side it starts N processes of the workload, each parked after its work
@@ -21,7 +21,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
-from run import DEFAULT_WORK_DIR as WORK, WORKLOADS, child_env, require  # noqa: E402  (the benchmark's own choices)
+from run import WORKLOADS, child_env, require, work_dir_option  # noqa: E402  (the benchmark's own choices)
 
 FIELDS = ("Pss", "Rss", "Private_Dirty")
 
@@ -75,15 +75,17 @@ def measure(py, env, script, procs, archive):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    work_dir_option(ap)
     ap.add_argument("--procs", type=int, default=8)
     ap.add_argument("--workload", default="app")
     ap.add_argument("--top", type=int, default=8, help="mappings listed per side (the rest are summed)")
     args = ap.parse_args()
-    archive = (WORK / "archives" / f"{args.workload}.pycds.img").resolve()
+    work = args.work_dir.resolve()
+    archive = (work / "archives" / f"{args.workload}.pycds.img").resolve()
     script = WORKLOADS / f"{args.workload}.py"
     sides = {
-        "plain": (WORK / "venv-plain/bin/python", child_env()),
-        "pycds": (WORK / "venv-pycds/bin/python", child_env({"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)})),
+        "plain": (work / "venv-plain/bin/python", child_env()),
+        "pycds": (work / "venv-pycds/bin/python", child_env({"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(archive)})),
     }
     require(archive, *(py for py, _ in sides.values()))
     n = args.procs

@@ -1,6 +1,6 @@
 """Where the fixed cost of pycds for `python -c pass` goes, step by step, in paired rounds.
 
-    python3 bench/tools/startup_budget.py [--rounds N] [--workload app] [--callgrind]
+    python3 bench/tools/startup_budget.py [--rounds N] [--workload app] [--callgrind] [--work-dir DIR]
 
 Run after `python bench/run.py` (it reuses its work directory: the venvs and the workload's
 pycds archive). Each round runs `python -c pass` once per side below, in alternating order,
@@ -43,7 +43,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
-from run import DEFAULT_WORK_DIR as WORK, child_env, require  # noqa: E402  (the benchmark's own choices)
+from run import child_env, require, work_dir_option  # noqa: E402  (the benchmark's own choices)
 
 HOOK = "00-pycds.pth"
 
@@ -75,25 +75,27 @@ def callgrind_instructions(py, env, scratch):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    work_dir_option(ap)
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--workload", default="app")
     ap.add_argument("--callgrind", action="store_true", help="also count each side's instructions")
     args = ap.parse_args()
-    archive = WORK / "archives" / f"{args.workload}.pycds.img"
-    plain_py, pycds_py = WORK / "venv-plain/bin/python", WORK / "venv-pycds/bin/python"
+    work = args.work_dir.resolve()
+    archive = work / "archives" / f"{args.workload}.pycds.img"
+    plain_py, pycds_py = work / "venv-plain/bin/python", work / "venv-pycds/bin/python"
     require(archive, plain_py, pycds_py)
-    hook = (site_packages(WORK / "venv-pycds") / HOOK).read_text()
+    hook = (site_packages(work / "venv-pycds") / HOOK).read_text()
     if hook.count(".boot()") != 1:
         sys.exit(f"{HOOK} does not call .boot() exactly once: this tool no longer matches the hook")
     env = child_env()
     share = dict(env, PYCDSMODE="SHARE")
-    with tempfile.TemporaryDirectory(dir=WORK, prefix="startup-budget-") as tmp:
+    with tempfile.TemporaryDirectory(dir=work, prefix="startup-budget-") as tmp:
         tmp = Path(tmp)
         sides = {
             "plain": (plain_py, env),
-            "pth-file": (venv_copy(WORK / "venv-pycds", tmp / "venv-pth-file", "# nothing\n"), env),
+            "pth-file": (venv_copy(work / "venv-pycds", tmp / "venv-pth-file", "# nothing\n"), env),
             "idle": (pycds_py, env),
-            "load": (venv_copy(WORK / "venv-pycds", tmp / "venv-load", hook.replace(".boot()", "")), share),
+            "load": (venv_copy(work / "venv-pycds", tmp / "venv-load", hook.replace(".boot()", "")), share),
             "boot": (pycds_py, dict(share, PYCDSARCHIVE=str(tmp / "no-such-archive.img"))),
             "share": (pycds_py, dict(share, PYCDSARCHIVE=str(archive))),
         }
