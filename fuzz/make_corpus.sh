@@ -83,7 +83,10 @@ import json, sys
 src, dst, *keep = sys.argv[1:]
 with open(src) as f, open(dst, "w") as out:
     for line in f:
-        if line.strip() and json.loads(line)["name"].split(".")[0] in keep:
+        # Module records of the kept modules only (a list also records compiled regular
+        # expressions, which have no name).
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("name", "").split(".")[0] in keep:
             out.write(line)
 EOF
     "$PY" -m cds dump "$lst" "$OUT/$name.img" > /dev/null
