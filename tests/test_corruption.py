@@ -153,7 +153,15 @@ def test_structural_lies_with_valid_checksums(clean):
                              # The run-once part past the section, misaligned, over the module's
                              # other objects, or (3.11) out of the run-once region.
                              ("run_once_part_off", objects_len), ("run_once_part_off", base.e(i, "run_once_part_off") + 8),
-                             ("run_once_part_off", base.e(i, "objects_off")), ("run_once_part_off", 0)):
+                             ("run_once_part_off", base.e(i, "objects_off")), ("run_once_part_off", 0),
+                             # Cold objects after the run-once ones, misaligned, starting inside an
+                             # object, or claiming the module's first objects; the cold part past
+                             # the section, misaligned, over the module's first part, or out of the
+                             # cold region.
+                             ("cold_off", base.e(i, "run_once_off") + 16), ("cold_off", 8),
+                             ("cold_off", base.e(i, "cold_off") + 16), ("cold_off", 0),
+                             ("cold_part_off", objects_len), ("cold_part_off", base.e(i, "cold_part_off") + 8),
+                             ("cold_part_off", base.e(i, "objects_off")), ("cold_part_off", 0)):
             def m(a, i=i, field=field, value=value):
                 a.set_e(i, field, value)
                 a.fix_entry_crc(i)
@@ -162,7 +170,8 @@ def test_structural_lies_with_valid_checksums(clean):
         j = (i + 1) % n
 
         def steal(a, i=i, j=j):
-            for field in ("objects_off", "objects_len", "root_off", "run_once_off", "run_once_part_off"):
+            for field in ("objects_off", "objects_len", "root_off", "cold_off", "cold_part_off", "run_once_off",
+                          "run_once_part_off"):
                 a.set_e(i, field, a.e(j, field))
         case(f"entry {i} points at module {j}'s objects", steal, i)
 
