@@ -32,9 +32,7 @@ pub fn exercise(data: &[u8]) {
         let _ = archive.keyed(key);
     }
     for i in 0..archive.module_count().min(256) {
-        let Ok(entry) = archive.entry(i) else {
-            continue;
-        };
+        let Ok(entry) = archive.entry(i) else { continue };
         let _ = archive.lookup(entry.name);
         let _ = entry.meta();
         let _ = entry.reloc_count();
@@ -76,12 +74,8 @@ pub fn fix_checksums(b: &mut [u8]) -> bool {
     let blob_off = usize::try_from(rd_u64(b, H_BLOB_OFF)).ok();
     if let (Ok(index_off), Some(blob_off)) = (usize::try_from(rd_u64(b, H_INDEX_OFF)), blob_off) {
         for i in 0..(rd_u32(b, H_MODULE_COUNT) as usize).min(256) {
-            let Some(at) = index_off.checked_add(i * ENTRY_SIZE) else {
-                break;
-            };
-            let Some(e) = range(b, at, ENTRY_SIZE) else {
-                break;
-            };
+            let Some(at) = index_off.checked_add(i * ENTRY_SIZE) else { break };
+            let Some(e) = range(b, at, ENTRY_SIZE) else { break };
             let name_off = blob_off.checked_add(rd_u32(e, E_NAME_OFF) as usize);
             let Some(name) = name_off.and_then(|off| range(b, off, rd_u32(e, E_NAME_LEN) as usize)) else {
                 continue;

@@ -35,14 +35,8 @@ use crate::layout;
 /// What a slot ends up pointing at.
 #[derive(Clone, Copy)]
 enum Target {
-    External {
-        index: u32,
-        addr: u64,
-    },
-    Internal {
-        off: usize,
-        frozenset: bool,
-    },
+    External { index: u32, addr: u64 },
+    Internal { off: usize, frozenset: bool },
     /// An interned string: its number in the archive's interned-strings table.
     Interned(u32),
 }
@@ -412,13 +406,9 @@ impl Copier<'_> {
             // Equal strings of every module share one entry of the interned-strings table.
             // SAFETY: a compact string's `length * kind` bytes of data follow its header.
             let units = unsafe {
-                std::slice::from_raw_parts(
-                    (obj as *const u8).add(layout::str_data_offset(ascii)),
-                    kind * length as usize,
-                )
+                std::slice::from_raw_parts((obj as *const u8).add(layout::str_data_offset(ascii)), kind * length as usize)
             };
-            let number =
-                self.builder.intern_number(&layout::encode_interned(kind, units)).map_err(|e| e.to_string())?;
+            let number = self.builder.intern_number(&layout::encode_interned(kind, units)).map_err(|e| e.to_string())?;
             return Ok(Target::Interned(number));
         }
         let size = layout::str_size(ascii, kind, length as usize);
@@ -464,7 +454,8 @@ impl Copier<'_> {
         };
         self.zero(layout::CODE_CACHES, off);
         if let Some(field) = layout::CODE_VERSION {
-            let v = code_versions::archived(*self.code_count).ok_or("more code objects than one archive may hold")?;
+            let v = code_versions::archived(*self.code_count)
+                .ok_or("more code objects than one archive may hold")?;
             *self.code_count += 1;
             self.at(off + field, 4).copy_from_slice(&v.to_ne_bytes());
         }
@@ -525,13 +516,11 @@ unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), Strin
             let plain = std::slice::from_raw_parts(ffi::PyBytes_AsString(code_bytes) as *const u8, n);
             let live = inline_bytecode(obj);
             let unit = layout::CODE_UNIT_SIZE;
-            let ran =
-                plain.chunks_exact(unit).zip(live.chunks_exact(unit)).any(|(p, l)| p != l && p.iter().any(|&b| b != 0));
-            if ran {
-                Err("code object has run (its bytecode is specialized)".to_string())
-            } else {
-                Ok(())
-            }
+            let ran = plain
+                .chunks_exact(unit)
+                .zip(live.chunks_exact(unit))
+                .any(|(p, l)| p != l && p.iter().any(|&b| b != 0));
+            if ran { Err("code object has run (its bytecode is specialized)".to_string()) } else { Ok(()) }
         };
         ffi::Py_DECREF(code_bytes);
         result
@@ -578,9 +567,7 @@ unsafe fn frozenset_as_tuple(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObje
 /// such a constant is dead. Indices out of range, and every constant when the interpreter has no
 /// `layout::BYTECODE_SCAN`, count as not used up.
 fn consumed_consts(bytecode: &[u8], nconsts: usize) -> Vec<bool> {
-    let Some(scan) = &layout::BYTECODE_SCAN else {
-        return vec![false; nconsts];
-    };
+    let Some(scan) = &layout::BYTECODE_SCAN else { return vec![false; nconsts] };
     // Per constant: (uses, uses that use it up).
     let mut uses = vec![(0u32, 0u32); nconsts];
     let units: Vec<(u8, u8)> = bytecode.chunks_exact(2).map(|u| (u[0], u[1])).collect();
