@@ -37,6 +37,24 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
     }
 }
 
+/// Makes the module's objects from `at` on its run-once objects, with no cold objects.
+fn run_once_from(m: &mut ModuleInput, at: u64) {
+    (m.cold, m.run_once) = (at, at);
+}
+
+/// An archive of `module`s named `names`, each with its objects from `run_once` on run-once,
+/// their run-once parts pooled.
+fn pooled(names: &[&str], run_once: u64) -> Vec<u8> {
+    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
+    for name in names {
+        let mut m = module(name, &mut b);
+        run_once_from(&mut m, run_once);
+        b.add_module(m).unwrap();
+    }
+    b.pool_run_once(true);
+    b.build().unwrap().0
+}
+
 /// A module's three parts, copied out of the archive's bytes (to verify or relocate them).
 fn parts_of(bytes: &[u8], e: &Entry) -> [Vec<u8>; 3] {
     e.part_ranges().map(|(start, end)| bytes[start as usize..end as usize].to_vec())
@@ -154,8 +172,7 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
         for (name, run_once, len) in layout {
             let mut m = module(name, &mut b);
             m.objects.resize(len, 0);
-            m.run_once = run_once;
-            m.cold = m.run_once;
+            run_once_from(&mut m, run_once);
             if run_once == 0 {
                 m.relocs.clear();
                 m.fixups.clear();
@@ -215,8 +232,7 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
     let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
     for bad in [49, 8] {
         let mut m = module("x", &mut b);
-        m.run_once = bad;
-        m.cold = m.run_once;
+        run_once_from(&mut m, bad);
         assert_eq!(b.add_module(m).unwrap_err(), FormatError::OutOfBounds("run-once objects"));
     }
 }
@@ -332,15 +348,9 @@ fn relocation_at_preferred_base_writes_only_externals_that_differ() {
 
 #[test]
 fn relocation_moves_pointers_into_a_pooled_run_once_part_with_it() {
-    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
-    let mut m = module("m", &mut b);
     // Objects 1 and 2 are run-once; object 0 (kept) points at object 1: refused by a loader's
     // validation, but relocation moves both kinds of pointer the same way.
-    m.run_once = 16;
-    m.cold = m.run_once;
-    b.add_module(m).unwrap();
-    b.pool_run_once(true);
-    let bytes = b.build().unwrap().0;
+    let bytes = pooled(&["m"], 16);
     let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
     let e = a.lookup("m").unwrap().unwrap();
     assert!(e.pooled());
@@ -480,8 +490,8 @@ fn largest_module_is_the_largest_objects_length_and_never_past_the_section() {
     for (name, extra) in [("small", 0usize), ("big", 4096 + 32), ("medium", 512)] {
         let mut m = module(name, &mut b);
         m.objects.resize(m.objects.len() + extra, 0);
-        m.run_once = m.objects.len() as u64;
-        m.cold = m.run_once;
+        let end = m.objects.len() as u64;
+        run_once_from(&mut m, end);
         b.add_module(m).unwrap();
     }
     let bytes = b.build().unwrap().0;
@@ -506,15 +516,7 @@ fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
     const H_REGION_LEN: usize = 176;
     const E_OBJECTS_OFF: usize = 32;
     const E_RUN_ONCE_PART_OFF: usize = 72;
-    let mut b = ArchiveBuilder::new([7; 32], "test producer", BASE);
-    for name in ["a", "b"] {
-        let mut m = module(name, &mut b);
-        m.run_once = 16;
-        m.cold = m.run_once;
-        b.add_module(m).unwrap();
-    }
-    b.pool_run_once(true);
-    let clean = b.build().unwrap().0;
+    let clean = pooled(&["a", "b"], 16);
     let a = Archive::parse(&clean, clean.len() as u64).unwrap();
     let h = a.header.clone();
     let entry_at = |i: u32| h.index_off as usize + i as usize * ENTRY_SIZE;
