@@ -41,9 +41,7 @@ pub fn exercise(data: &[u8]) {
         for f in entry.fixups() {
             let _ = f;
         }
-        let part = |(start, end): (u64, u64)| data.get(start as usize..end as usize);
-        let [first, cold, run_once] = entry.part_ranges();
-        let (Some(first), Some(cold), Some(run_once)) = (part(first), part(cold), part(run_once)) else {
+        let Some([first, cold, run_once]) = entry.parts_in(data) else {
             continue;
         };
         // As the loader does (crates/cds-python/src/loader.rs): each part at its address, the

@@ -513,6 +513,13 @@ impl<'a> Entry<'a> {
         ]
     }
 
+    /// The module's three parts in `file`, the whole archive's bytes (for readers that hold
+    /// the file in memory rather than mapped), or `None` if `file` is shorter than they need.
+    pub fn parts_in<'b>(&self, file: &'b [u8]) -> Option<[&'b [u8]; 3]> {
+        let [a, b, c] = self.part_ranges().map(|(start, end)| file.get(start as usize..end as usize));
+        Some([a?, b?, c?])
+    }
+
     /// Whether the run-once part lies in the archive's run-once region.
     pub fn pooled(&self) -> bool {
         self.run_once_pages.is_some()

@@ -72,7 +72,7 @@ fn sample_passes_every_check() {
     let b = sample();
     let a = Archive::parse(&b, b.len() as u64).unwrap();
     for e in a.entries().unwrap() {
-        let [first, cold, ro] = e.part_ranges().map(|(start, end)| &b[start as usize..end as usize]);
+        let [first, cold, ro] = e.parts_in(&b).unwrap();
         e.verify(&Parts::new((first, 0), (cold, 0), (ro, 0))).unwrap();
         assert!(e.fixups().all(|f| f.is_ok()));
     }

@@ -57,7 +57,7 @@ fn pooled(names: &[&str], run_once: u64) -> Vec<u8> {
 
 /// A module's three parts, copied out of the archive's bytes (to verify or relocate them).
 fn parts_of(bytes: &[u8], e: &Entry) -> [Vec<u8>; 3] {
-    e.part_ranges().map(|(start, end)| bytes[start as usize..end as usize].to_vec())
+    e.parts_in(bytes).unwrap().map(<[u8]>::to_vec)
 }
 
 /// The module's parts as `Parts`, each at its address for an archive mapped at `base`.
