@@ -4,29 +4,32 @@
 #
 #   bash tests/chroot.sh trixie                 # CPython 3.13: build the chroot if needed, run all tests
 #   bash tests/chroot.sh sid                    # CPython 3.14
+#   bash tests/chroot.sh sid-3.15               # CPython 3.15 (the same sid chroot)
 #   bash tests/chroot.sh trixie bash -l         # any other command, run in the checkout inside the chroot
 #
-# The chroot is cached in $PYCDS_CHROOTS (default /var/cache/pycds/chroots/<suite>) and reused
+# The chroot is cached in $PYCDS_CHROOTS (default /var/cache/pycds/chroots/<release>) and reused
 # while its package list is unchanged. The extension is built inside the chroot, against the
 # chroot's own headers, with the host's Rust toolchain bound in (rustup and cargo directories);
 # gcc and the Python headers come from the release itself. The checkout is bound at /pycds, and
-# the venv (.venv-<suite>) and cargo target directory (target/chroot-<suite>) are per suite, so
+# the venv (.venv-<target>) and cargo target directory (target/chroot-<target>) are per target, so
 # builds for different interpreters never mix. Needs root (debootstrap, mount, chroot); mounts
 # live in a private mount namespace and vanish when the command ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-suite=${1:?usage: tests/chroot.sh trixie|sid [command ...]}
+target=${1:?usage: tests/chroot.sh trixie|sid|sid-3.15 [command ...]}
 shift
-case "$suite" in
-    trixie) py=python3.13 ;;
-    sid) py=python3.14 ;;
-    *) echo "tests/chroot.sh: unknown suite '$suite' (trixie or sid)" >&2; exit 2 ;;
+# A target is a Debian release and one of its interpreters; the sid chroot holds both of sid's.
+case "$target" in
+    trixie) suite=trixie py=python3.13 pythons="python3.13" ;;
+    sid) suite=sid py=python3.14 pythons="python3.14 python3.15" ;;
+    sid-3.15) suite=sid py=python3.15 pythons="python3.14 python3.15" ;;
+    *) echo "tests/chroot.sh: unknown target '$target' (trixie, sid or sid-3.15)" >&2; exit 2 ;;
 esac
 
 root=${PYCDS_CHROOTS:-/var/cache/pycds/chroots}/$suite
-packages="$py,$py-dev,$py-venv,gcc,libc6-dev,ca-certificates,procps"
+packages=$(for p in $pythons; do printf "%s,%s-dev,%s-venv," "$p" "$p" "$p"; done)gcc,libc6-dev,ca-certificates,procps
 mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)\/*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
 mirror=${mirror:-http://deb.debian.org/debian}
 
@@ -67,8 +70,8 @@ exec unshare --mount --propagation private -- bash -c '
     env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
         PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         RUSTUP_HOME=/root/.rustup CARGO_HOME=/root/.cargo RUSTUP_AUTO_INSTALL=0 \
-        CARGO_TARGET_DIR="/pycds/target/chroot-$suite" \
+        CARGO_TARGET_DIR="/pycds/target/chroot-$target" \
         PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
         PIP_DEFAULT_TIMEOUT=180 PYTHONDONTWRITEBYTECODE="${PYTHONDONTWRITEBYTECODE:-}" \
-        PYTHON="/usr/bin/$py" PYCDS_VENV=".venv-$suite" \
+        PYTHON="/usr/bin/$py" PYCDS_VENV=".venv-$target" \
         bash -c 'cd /pycds && exec "$@"' bash "$@"

@@ -36,7 +36,9 @@ import pkg, pkg.sub, pkg.boom, ns.plain, zipmod, _decimal, os
 
 def show(mod):
     spec = mod.__spec__
-    print(mod.__name__, mod.__file__, mod.__cached__, mod.__package__, getattr(mod, "__path__", None))
+    # 3.15 no longer sets __cached__ (spec.cached stays): compare whether it is set, and to what.
+    print(mod.__name__, mod.__file__, vars(mod).get("__cached__", "<unset>"), mod.__package__,
+          getattr(mod, "__path__", None))
     print("  spec", spec.name, spec.origin, spec.cached, spec.has_location,
           spec.submodule_search_locations, spec.parent)
     loader = mod.__loader__

@@ -9,8 +9,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     let python = config
-        .executable
-        .clone()
+        .executable()
+        .map(str::to_owned)
         .or_else(|| std::env::var("PYO3_PYTHON").ok())
         .unwrap_or_else(|| "python3".to_owned());
     let out = Command::new(&python)

@@ -67,7 +67,7 @@ impl ArchiveFinder {
                     // Never fail an import that a normal search can do: the import system goes
                     // on to `PathFinder` (which raises the same error itself if it is one of
                     // the search's own).
-                    serve::fallback(py, fullname, &format!("not served: {}", e.value(py)));
+                    serve::fallback(py, fullname, &format!("not served: {}", crate::message(py, e)));
                     Ok(py.None())
                 }
             },

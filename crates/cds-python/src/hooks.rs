@@ -75,7 +75,7 @@ impl RegexCompile {
                             self.served.fetch_add(1, Relaxed);
                             return Ok(pattern);
                         }
-                        Err(e) => self.say(py, &p, &e.value(py).to_string()),
+                        Err(e) => self.say(py, &p, &crate::message(py, e)),
                     }
                 }
                 Ok(None) => {}

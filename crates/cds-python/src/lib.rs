@@ -41,6 +41,19 @@ fn err(msg: impl Into<String>) -> PyErr {
     ArchiveError::new_err(msg.into())
 }
 
+/// The message of `e`, read without PyO3's lazy normalization: that normalizes on a detached
+/// thread state and re-attaches through `Python::attach`, which panics while the interpreter is
+/// still starting (3.15 reports `Py_IsInitialized() == 0` until `site` has run, and `.pth` files
+/// run inside `site`). Raising the error into the interpreter and fetching it back normalizes it
+/// with the thread attached throughout.
+pub(crate) fn message(py: Python<'_>, e: PyErr) -> String {
+    e.restore(py);
+    match PyErr::take(py) {
+        Some(e) => e.value(py).to_string(),
+        None => "an error with no message".to_owned(),
+    }
+}
+
 /// An archive mapped for serving imports.
 #[pyclass(module = "cds._cds", frozen)]
 pub(crate) struct Archive {

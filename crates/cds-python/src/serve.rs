@@ -387,7 +387,7 @@ fn get_code(loader: &Bound<'_, PyAny>, fullname: &Bound<'_, PyAny>) -> PyResult<
                     say(py, 2, format_args!("served {fullname} from the archive"));
                     return Ok(code);
                 }
-                Err(e) => fallback(py, &fullname, &format!("archive data unusable: {}", e.value(py))),
+                Err(e) => fallback(py, &fullname, &format!("archive data unusable: {}", crate::message(py, e))),
             }
         }
     }
