@@ -7,8 +7,8 @@ Run from the repository root after the test suite has built a venv for each inte
     python3 tests/cross_interpreters.py
 
 Every interpreter whose venv exists takes part: the machine's CPython 3.11 (``.venv``, a PIE
-build), Debian's non-PIE 3.11 (``.venv-debian311``), 3.13 and 3.14 in their chroots
-(``.venv-trixie``, ``.venv-sid``, run through ``tests/chroot.sh``). Each one dumps the bundled
+build), Debian's non-PIE 3.11 (``.venv-debian311``), 3.13, 3.14 and 3.15 in their chroots
+(``.venv-trixie``, ``.venv-sid``, ``.venv-sid-3.15``, run through ``tests/chroot.sh``). Each one dumps the bundled
 example app; then each runs the app with every other's archive. Paths are relative to the
 repository root, which the chroots see at /pycds.
 """
@@ -33,6 +33,7 @@ def interpreters() -> dict[str, tuple[list[str], str]]:
         ("3.11-debian-nonpie", ".venv-debian311", None),
         ("3.13-trixie", ".venv-trixie", "trixie"),
         ("3.14-sid", ".venv-sid", "sid"),
+        ("3.15-sid", ".venv-sid-3.15", "sid-3.15"),
     ):
         if not (ROOT / venv / "pyvenv.cfg").exists():
             continue

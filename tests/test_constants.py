@@ -1,6 +1,10 @@
 """Every constant type the compiler emits round-trips through the archive with its own type and
 value, and code objects are field-for-field what a normal import produces."""
 
+import pytest
+
+from pycds_testing import run
+
 CONSTS_MOD = '''
 """Module docstring with é and 中."""
 import math
@@ -202,3 +206,57 @@ def test_non_bmp_string_constants_convert_to_wchar(project):
     assert "wide" in info["served"]
     assert shared.stdout == project.plain("main.py").stdout
     assert "\\U0010ffff" in shared.stdout
+
+
+FROZENDICT_PYC = r'''
+import importlib._bootstrap_external as be, importlib.util, os, sys
+src = "fd_mod.py"
+code = compile(open(src).read(), src, "exec")
+D = frozendict({"z": 1, "a": (2, "x"), 3: frozenset({1.5}), "in": frozendict(k=b"v", j=None)})
+E = frozendict()
+
+def swap_const(k):
+    if k == "__FD__":
+        return D
+    if k == "__FD_EMPTY__":
+        return E
+    if type(k) is tuple:
+        return tuple(map(swap_const, k))
+    if hasattr(k, "co_consts"):
+        return k.replace(co_consts=tuple(map(swap_const, k.co_consts)))
+    return k
+
+st = os.stat(src)
+data = be._code_to_timestamp_pyc(swap_const(code), st.st_mtime, st.st_size)
+cached = importlib.util.cache_from_source(os.path.abspath(src))
+os.makedirs(os.path.dirname(cached), exist_ok=True)
+with open(cached, "wb") as f:
+    f.write(data)
+'''
+
+
+def test_frozendict_constant_stays_frozendict(project):
+    """3.15 (PEP 814): marshal stores frozendict constants, so a .pyc (say, from a code
+    generator) may hold them; the compiler itself emits none. Served, each is a frozendict
+    equal to the .pyc's, with its items in the same order."""
+    import sys as _sys
+    probe = run(["-c", "print('frozendict' in dir(__builtins__))"])
+    if probe.stdout.strip() != "True":
+        pytest.skip(f"no frozendict on {_sys.version_info[:2]}")
+    project.write("fd_mod.py", "D = '__FD__'\ndef f():\n    return '__FD__', '__FD_EMPTY__'\n")
+    project.write("make_pyc.py", FROZENDICT_PYC)
+    run(["make_pyc.py"], cwd=project.root)
+    project.write(
+        "main.py",
+        "import fd_mod\n"
+        "for v in (fd_mod.D, *fd_mod.f()):\n"
+        "    print(type(v).__name__, repr(v), list(v), hash(v) == hash(frozendict(dict(v))))\n"
+        "print(fd_mod.D['in'], type(fd_mod.D['in']).__name__, fd_mod.f()[0] is fd_mod.f()[0])\n",
+    )
+    project.build("main.py")
+    plain = project.plain("main.py").stdout
+    info, shared = project.info("main.py")
+    assert "fd_mod" in info["served"], info
+    assert shared.stdout == plain
+    assert plain.startswith("frozendict frozendict({'z': 1, 'a': (2, 'x'), 3: frozenset({1.5}), 'in': frozendict(")
+    assert "frozendict frozendict() [] True" in plain

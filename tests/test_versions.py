@@ -5,6 +5,13 @@ the refusals that go with them: code that has run is not archived, and an interp
 code version counter has reached the archived range does not use the archive. The behaviour
 checks run the same program plainly and from the archive, in separate processes."""
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from pycds_testing import run
 
 HOT = '''
@@ -149,3 +156,22 @@ except _cds.ArchiveError as e:
     assert ok.strip() == "opened; counter now True", ok
     used = run(["-c", script, str(project.archive), "used-up"]).stdout
     assert "refused:" in used and "handed out code versions" in used, used
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.16"])
+def test_build_refuses_an_untested_version(version, tmp_path):
+    """An interpreter version CI does not test is refused when the extension is built, with a
+    message that says which versions are supported (PyO3 is told the version by a config file,
+    as a cross build would be)."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.skip("no Rust toolchain (the installed wheel is under test)")
+    config = tmp_path / "pyo3.cfg"
+    config.write_text(f"implementation=CPython\nversion={version}\nshared=true\nabi3=false\n"
+                      f"lib_name=python{version}\npointer_width=64\n")
+    root = Path(__file__).resolve().parent.parent
+    target = Path(os.environ.get("CARGO_TARGET_DIR", root / "target")) / "refuse-untested"
+    p = subprocess.run([cargo, "check", "-q", "-p", "cds-python"], cwd=root, capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, PYO3_CONFIG_FILE=str(config), CARGO_TARGET_DIR=str(target)))
+    assert p.returncode != 0
+    assert f"pycds is not built for CPython {version}: it supports only the versions it is tested on" in p.stderr

@@ -8,6 +8,9 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/layout_probe.c");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
+    refuse_untested(config);
+    // `Py_3_N` cfgs, for the few FFI items that exist only from some version on (frozendict).
+    pyo3_build_config::use_pyo3_cfgs();
     let python = config
         .executable()
         .map(str::to_owned)
@@ -47,6 +50,29 @@ fn main() {
     let digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
     std::fs::write(out_dir.join("layout_digest.rs"), format!("{digest:?}")).expect("write layout_digest.rs");
     println!("cargo:rustc-env=PYCDS_PYTHON_INCLUDE={include}");
+}
+
+/// The CPython versions pycds is built and tested on (CI runs the whole suite on each).
+const TESTED: &[(u8, u8)] = &[(3, 11), (3, 13), (3, 14), (3, 15)];
+
+/// Stops the build for an interpreter pycds has never been tested on (3.12, which cannot be
+/// installed where pycds is tested, 3.16 and later, free-threaded builds): serving code objects
+/// in place depends on details of each version that only a run of the suite checks.
+fn refuse_untested(config: &pyo3_build_config::InterpreterConfig) {
+    let v = config.version();
+    let tested = TESTED.iter().map(|(a, b)| format!("{a}.{b}")).collect::<Vec<_>>().join(", ");
+    assert!(
+        TESTED.contains(&(v.major, v.minor)),
+        "pycds is not built for CPython {}.{}: it supports only the versions it is tested on ({tested})",
+        v.major,
+        v.minor
+    );
+    assert!(
+        !config.is_free_threaded(),
+        "pycds is not built for free-threaded CPython {}.{}t: it supports only the default (GIL) builds",
+        v.major,
+        v.minor
+    );
 }
 
 /// Two link settings that keep what every process importing `cds._cds` maps small (the

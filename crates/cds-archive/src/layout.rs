@@ -4,7 +4,7 @@
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"PYCDSAR\n";
 /// Bumped whenever any byte of the layout below (or the meaning of a field) changes.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 /// Size of the fixed header at offset 0.
 pub const HEADER_SIZE: usize = 200;
 /// Size of one module index entry.
@@ -132,6 +132,9 @@ pub enum FixupKind {
     /// The slot points at a tuple that must be replaced by a frozenset of its items
     /// (a frozenset's layout depends on per-process hash seeds, so it cannot be stored).
     FrozenSet,
+    /// The slot points at a tuple of `(key, value)` tuples that must be replaced by a
+    /// frozendict of those items, in that order (a frozendict, like a frozenset, is a hash table).
+    FrozenDict,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,12 +147,14 @@ impl FixupKind {
     pub(crate) fn encode(self) -> u32 {
         match self {
             FixupKind::FrozenSet => 2,
+            FixupKind::FrozenDict => 3,
         }
     }
     /// Decodes a record's second word; `None` for an unknown kind.
     pub(crate) fn decode(word: u32) -> Option<Self> {
         match word {
             2 => Some(FixupKind::FrozenSet),
+            3 => Some(FixupKind::FrozenDict),
             _ => None,
         }
     }

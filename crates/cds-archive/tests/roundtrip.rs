@@ -33,7 +33,7 @@ fn module(name: &str, b: &mut ArchiveBuilder) -> ModuleInput {
             Reloc { slot: 8, target: RelocTarget::External(ext) },
             Reloc { slot: 16, target: RelocTarget::Internal },
         ],
-        fixups: vec![Fixup { slot: 32, kind: FixupKind::FrozenSet }],
+        fixups: vec![Fixup { slot: 32, kind: FixupKind::FrozenSet }, Fixup { slot: 40, kind: FixupKind::FrozenDict }],
     }
 }
 

@@ -36,7 +36,8 @@ use crate::layout;
 #[derive(Clone, Copy)]
 enum Target {
     External { index: u32, addr: u64 },
-    Internal { off: usize, frozenset: bool },
+    /// An archived object, with the fix-up that turns it into the constant at load, if any.
+    Internal { off: usize, fixup: Option<FixupKind> },
     /// An interned string: its number in the archive's interned-strings table.
     Interned(u32),
 }
@@ -234,11 +235,11 @@ impl Copier<'_> {
                 self.relocs.push((slot, RelocTarget::External(index)));
             }
             Target::Interned(number) => self.put_u64(slot, layout::intern_ref(number)),
-            Target::Internal { off, frozenset } => {
+            Target::Internal { off, fixup } => {
                 self.put_u64(slot, off as u64);
                 self.relocs.push((slot, RelocTarget::Internal));
-                if frozenset {
-                    self.fixups.push((slot, FixupKind::FrozenSet));
+                if let Some(kind) = fixup {
+                    self.fixups.push((slot, kind));
                 }
             }
         }
@@ -299,6 +300,12 @@ impl Copier<'_> {
                 self.memo.insert(obj as usize, t);
                 return Ok(t);
             }
+            None if Some(tp) == externals::frozendict_type() => {
+                // SAFETY: caller contract.
+                let t = unsafe { self.copy_frozendict(obj)? };
+                self.memo.insert(obj as usize, t);
+                return Ok(t);
+            }
             // SAFETY: `tp` is a live type object; tp_name is a NUL-terminated C string.
             None => {
                 let name = unsafe { std::ffi::CStr::from_ptr((*tp).tp_name) };
@@ -314,32 +321,32 @@ impl Copier<'_> {
                     let n = ffi::PyBytes_Size(obj) as usize;
                     let off = self.copy_raw(obj, layout::BYTES_DATA + n + 1, kind)?;
                     self.put_i64(off + layout::BYTES_HASH, -1);
-                    Target::Internal { off, frozenset: false }
+                    Target::Internal { off, fixup: None }
                 }
                 Kind::Int => {
                     let word = std::ptr::read_unaligned((obj as *const u8).add(layout::LONG_SIZE_WORD) as *const u64);
                     let digits = layout::long_digits(word).ok_or("int constant with an unknown size word")?;
                     let size = layout::long_size(digits);
                     let off = self.copy_raw(obj, size, kind)?;
-                    Target::Internal { off, frozenset: false }
+                    Target::Internal { off, fixup: None }
                 }
                 Kind::Float => {
                     let off = self.copy_raw(obj, layout::FLOAT_SIZE, kind)?;
-                    Target::Internal { off, frozenset: false }
+                    Target::Internal { off, fixup: None }
                 }
                 Kind::Complex => {
                     let off = self.copy_raw(obj, layout::COMPLEX_SIZE, kind)?;
-                    Target::Internal { off, frozenset: false }
+                    Target::Internal { off, fixup: None }
                 }
                 Kind::Slice => {
                     let fields = self.field_targets(obj, layout::SLICE_ITEMS, "slice constant")?;
                     let off = self.copy_raw(obj, layout::SLICE_SIZE, kind)?;
                     self.place_fields(off, layout::SLICE_ITEMS, fields);
-                    Target::Internal { off, frozenset: false }
+                    Target::Internal { off, fixup: None }
                 }
                 Kind::Tuple => {
                     let off = self.copy_tuple(obj, &tuple_items(obj))?;
-                    Target::Internal { off, frozenset: false }
+                    Target::Internal { off, fixup: None }
                 }
                 Kind::Code => self.copy_code(obj)?,
             }
@@ -355,7 +362,16 @@ impl Copier<'_> {
         // The items first: the tuple is placed after them.
         // SAFETY: caller contract (every item alive).
         let targets = items.iter().map(|&item| unsafe { self.target(item) }).collect::<Result<Vec<_>, _>>()?;
-        let size = layout::TUPLE_ITEMS + items.len() * 8;
+        // SAFETY: caller contract.
+        unsafe { self.copy_tuple_of(proto, targets) }
+    }
+
+    /// A tuple whose header is copied from `proto` (a live tuple) and whose items are the
+    /// objects already placed at `targets`.
+    ///
+    /// SAFETY (caller): GIL held; `proto` alive, with `targets.len()` items.
+    unsafe fn copy_tuple_of(&mut self, proto: *mut ffi::PyObject, targets: Vec<Target>) -> Result<usize, String> {
+        let size = layout::TUPLE_ITEMS + targets.len() * 8;
         // SAFETY: caller contract; a tuple of n items has TUPLE_ITEMS + 8n bytes.
         let off = unsafe { self.copy_raw(proto, size, Kind::Tuple)? };
         if let Some(hash) = layout::TUPLE_HASH {
@@ -378,7 +394,30 @@ impl Copier<'_> {
             // The items stay alive through the frozenset after the temporary tuple is gone.
             let r = self.copy_tuple(tuple, &tuple_items(tuple));
             ffi::Py_DECREF(tuple);
-            Ok(Target::Internal { off: r?, frozenset: true })
+            Ok(Target::Internal { off: r?, fixup: Some(FixupKind::FrozenSet) })
+        }
+    }
+
+    /// A frozendict is archived as a tuple of its `(key, value)` pairs, in order, plus a fix-up
+    /// that builds the frozendict at load time (a hash table, like a frozenset). The pairs are
+    /// made for the copy and die with it, so they are copied here and never memoized (another
+    /// object could later be made at a freed pair's address).
+    ///
+    /// SAFETY (caller): GIL held, `obj` a live frozendict.
+    unsafe fn copy_frozendict(&mut self, obj: *mut ffi::PyObject) -> Result<Target, String> {
+        // SAFETY: caller contract; a new tuple of new pairs of the frozendict's (alive) items.
+        unsafe {
+            let pairs = frozendict_pairs(obj)?;
+            let copied = (|| {
+                let mut targets = Vec::new();
+                for pair in tuple_items(pairs) {
+                    let off = self.copy_tuple(pair, &tuple_items(pair))?;
+                    targets.push(Target::Internal { off, fixup: None });
+                }
+                self.copy_tuple_of(pairs, targets)
+            })();
+            ffi::Py_DECREF(pairs);
+            Ok(Target::Internal { off: copied?, fixup: Some(FixupKind::FrozenDict) })
         }
     }
 
@@ -430,7 +469,7 @@ impl Copier<'_> {
                 self.put_i64(off + wstr_length, length as i64);
             }
         }
-        Ok(Target::Internal { off, frozenset: false })
+        Ok(Target::Internal { off, fixup: None })
     }
 
     /// SAFETY (caller): GIL held, `obj` a live code object.
@@ -460,7 +499,7 @@ impl Copier<'_> {
             self.at(off + field, 4).copy_from_slice(&v.to_ne_bytes());
         }
         self.place_fields(off, layout::CODE_OBJECTS, fields);
-        Ok(Target::Internal { off, frozenset: false })
+        Ok(Target::Internal { off, fixup: None })
     }
 
     /// The targets of each pointer field of `fields` (offsets from the probe) of the live `obj`,
@@ -556,6 +595,28 @@ unsafe fn frozenset_as_tuple(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObje
         if tuple.is_null() {
             ffi::PyErr_Clear();
             return Err("cannot iterate a frozenset constant".into());
+        }
+        Ok(tuple)
+    }
+}
+
+/// A new tuple of new `(key, value)` tuples of the live frozendict `obj`, in its order (the
+/// caller releases it).
+///
+/// SAFETY (caller): GIL held, `obj` a live frozendict.
+unsafe fn frozendict_pairs(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObject, String> {
+    // SAFETY: caller contract; each result is checked.
+    unsafe {
+        let list = ffi::PyMapping_Items(obj);
+        if list.is_null() {
+            ffi::PyErr_Clear();
+            return Err("cannot read the items of a frozendict constant".into());
+        }
+        let tuple = ffi::PySequence_Tuple(list);
+        ffi::Py_DECREF(list);
+        if tuple.is_null() {
+            ffi::PyErr_Clear();
+            return Err("cannot read the items of a frozendict constant".into());
         }
         Ok(tuple)
     }
@@ -708,6 +769,14 @@ unsafe fn run_once_objects(root: *mut ffi::PyObject) -> Result<HashSet<usize>, S
                 let t = frozenset_as_tuple(o)?;
                 outside.extend(items(t));
                 ffi::Py_DECREF(t);
+            }
+        } else if Some(tp) == externals::frozendict_type() {
+            // SAFETY: GIL held; new pairs of the frozendict's keys and values, which it keeps
+            // alive (the pairs themselves are made for the copy and never run-once objects).
+            unsafe {
+                let pairs = frozendict_pairs(o)?;
+                outside.extend(items(pairs).into_iter().flat_map(items));
+                ffi::Py_DECREF(pairs);
             }
         } else if tp == &raw mut ffi::PySlice_Type {
             outside.extend(layout::SLICE_ITEMS.iter().map(|&(_, off, _)| field(o, off)));

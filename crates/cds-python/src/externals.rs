@@ -60,6 +60,37 @@ pub fn type_object(kind: Kind) -> *mut ffi::PyTypeObject {
     }
 }
 
+/// The frozendict type (PEP 814), on interpreters that have it (3.15+): a constant kind that
+/// is archived as a tuple of `(key, value)` tuples and rebuilt at load, as frozensets are.
+pub fn frozendict_type() -> Option<*mut ffi::PyTypeObject> {
+    #[cfg(Py_3_15)]
+    {
+        Some(&raw mut ffi::PyFrozenDict_Type)
+    }
+    #[cfg(not(Py_3_15))]
+    {
+        None
+    }
+}
+
+/// A new frozendict of the `(key, value)` tuples of the tuple `pairs`, in their order; null
+/// with a Python error set if they cannot make one, and null with no error set where this
+/// interpreter has no frozendict.
+///
+/// SAFETY (caller): GIL held, `pairs` a live object.
+pub unsafe fn frozendict_from_pairs(pairs: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    #[cfg(Py_3_15)]
+    {
+        // SAFETY: caller contract; `PyFrozenDict_New` takes any iterable of pairs.
+        unsafe { ffi::PyFrozenDict_New(pairs) }
+    }
+    #[cfg(not(Py_3_15))]
+    {
+        let _ = pairs;
+        std::ptr::null_mut()
+    }
+}
+
 pub fn kind_of(tp: *mut ffi::PyTypeObject) -> Option<Kind> {
     KINDS.into_iter().find(|&k| type_object(k) == tp)
 }

@@ -151,6 +151,7 @@ impl Archive {
         d.set_item("written", s.written)?;
         d.set_item("intern_fixups", s.intern_fixups)?;
         d.set_item("frozenset_fixups", s.frozenset_fixups)?;
+        d.set_item("frozendict_fixups", s.frozendict_fixups)?;
         for (name, ns) in ["verify_ns", "relocate_ns", "validate_ns", "fixups_ns"].iter().zip(s.phase_ns) {
             d.set_item(*name, ns)?;
         }

@@ -194,8 +194,8 @@ pub struct Prepared {
     interned: Vec<(u32, u32)>,
     /// Interned-string slots filled while preparing, and the nanoseconds that took.
     filled_early: (usize, u64),
-    /// The slots of tuples to replace with frozensets, checked.
-    frozensets: Vec<u32>,
+    /// The slots of tuples to replace with frozensets or frozendicts, checked.
+    fixups: Vec<(u32, FixupKind)>,
     relocs: usize,
     written: usize,
     /// Nanoseconds of checksum, relocation and validation.
@@ -249,6 +249,7 @@ pub struct FixStats {
     pub written: usize,
     pub intern_fixups: usize,
     pub frozenset_fixups: usize,
+    pub frozendict_fixups: usize,
     /// Nanoseconds spent in each phase: checksum, relocation, validation, fix-ups.
     pub phase_ns: [u64; 4],
 }
@@ -884,7 +885,7 @@ impl LoadedArchive {
         let validated = Validator::new(objects.view(), &externals.rules, self.view.header.intern_count)
             .run(entry.root, scratch)
             .map_err(|e| format!("{}: {e}", entry.name))?;
-        let frozensets = frozenset_slots(&entry, &objects.view(), &validated)?;
+        let fixups = fixup_slots(&entry, &objects.view(), &validated)?;
         let t3 = std::time::Instant::now();
         // The slots of strings already made are filled here, off the importing thread when
         // this runs ahead: writing a pointer needs no GIL, and the slot takes no reference of
@@ -917,7 +918,7 @@ impl LoadedArchive {
             entry,
             interned,
             filled_early,
-            frozensets,
+            fixups,
             relocs: st.relocs,
             written: st.written,
             phase_ns: [ns(t0, t1), ns(t1, t2), ns(t2, t3)],
@@ -925,14 +926,14 @@ impl LoadedArchive {
     }
 
     /// The rest of a module's fix-up, with the GIL held: fills the interned-string slots and
-    /// builds the frozenset constants. Returns the root, the run-once range to keep in the
+    /// builds the frozenset and frozendict constants. Returns the root, the run-once range to keep in the
     /// module's state (see `ModState`) and what the whole fix-up took.
     fn finish(&self, prepared: Prepared) -> Result<(*mut ffi::PyObject, Option<FileRange>, FixStats), String> {
         let Prepared {
             entry,
             interned,
             filled_early: (filled_early, early_ns),
-            frozensets,
+            fixups,
             relocs,
             written,
             phase_ns: [verify_ns, relocate_ns, validate_ns],
@@ -943,7 +944,8 @@ impl LoadedArchive {
         let intern_count = self.view.header.intern_count;
         let table = self.interned.get_or_init(|| zeroed_table(intern_count as usize));
         let t3 = std::time::Instant::now();
-        // Interned strings first: a frozenset below is built from items that may be among them.
+        // Interned strings first: a frozenset or frozendict below is built from items that may be
+        // among them.
         // A slot takes no reference of its own: the table holds one reference to each string
         // for the life of the process (it is never released), and the archived object that
         // holds the slot is never freed (its count never reaches zero) and so never gives one
@@ -953,23 +955,26 @@ impl LoadedArchive {
             // `slot` lies inside the module (the validator read it).
             objects.set_word(slot as u64, s as u64);
         }
-        for &slot in &frozensets {
+        for &(slot, kind) in &fixups {
             let Some(slot) = objects.ptr_mut(slot as u64) else {
-                return Err(format!("frozenset fix-up of {} outside the module", entry.name));
+                return Err(format!("fix-up of {} outside the module", entry.name));
             };
             // SAFETY: `prepare` checked that `slot` is a constant slot inside the module that
             // holds a pointer to an archived tuple of the module (GIL held); slots are 8-byte
             // aligned, and the pointer was just taken from the module's bytes.
             unsafe {
                 let slot = slot as *mut *mut ffi::PyObject;
-                let fs = ffi::PyFrozenSet_New(*slot);
-                if fs.is_null() {
+                let (made, what) = match kind {
+                    FixupKind::FrozenSet => (ffi::PyFrozenSet_New(*slot), "frozenset"),
+                    FixupKind::FrozenDict => (externals::frozendict_from_pairs(*slot), "frozendict"),
+                };
+                if made.is_null() {
                     ffi::PyErr_Clear();
-                    return Err(format!("cannot build a frozenset constant of {}", entry.name));
+                    return Err(format!("cannot build a {what} constant of {}", entry.name));
                 }
                 // The archived tuple keeps its (archived) reference count; the slot now owns
-                // the new frozenset's reference.
-                *slot = fs;
+                // the new object's reference.
+                *slot = made;
             }
         }
         // The validator checked that the root is an archived code object.
@@ -983,32 +988,32 @@ impl LoadedArchive {
                 relocs,
                 written,
                 intern_fixups: filled_early + interned.len(),
-                frozenset_fixups: frozensets.len(),
+                frozenset_fixups: fixups.iter().filter(|f| f.1 == FixupKind::FrozenSet).count(),
+                frozendict_fixups: fixups.iter().filter(|f| f.1 == FixupKind::FrozenDict).count(),
                 phase_ns: [verify_ns, relocate_ns, validate_ns, early_ns + ns(t3, t4)],
             },
         ))
     }
 }
 
-/// The slots of a validated module's frozenset fix-ups, each checked to be a constant slot that
-/// points at a tuple of the module (after relocation), as the validator found them.
-fn frozenset_slots(entry: &Entry, objects: &Parts<&[u8]>, validated: &Validated) -> Result<Vec<u32>, String> {
+/// The slots of a validated module's fix-ups, each checked to be a constant slot that points at
+/// a tuple of the module (after relocation), as the validator found them.
+fn fixup_slots(entry: &Entry, objects: &Parts<&[u8]>, validated: &Validated) -> Result<Vec<(u32, FixupKind)>, String> {
     let mut slots = Vec::new();
     for f in entry.fixups() {
         let f = f.map_err(|e| e.to_string())?;
-        match f.kind {
-            FixupKind::FrozenSet => {
-                // `fixups()` checked that the slot is aligned and inside the module.
-                let obj = objects.word(f.slot as u64).and_then(|w| objects.offset_of(w));
-                let Some(obj) = obj else {
-                    return Err(format!("fix-up of {} points outside the module", entry.name));
-                };
-                if validated.kind_at(obj) != Some(Kind::Tuple) || validated.classes.get(f.slot as u64) != SlotClass::Const {
-                    return Err(format!("frozenset fix-up of {} is not a tuple", entry.name));
-                }
-                slots.push(f.slot);
-            }
+        // `fixups()` checked that the slot is aligned and inside the module.
+        let obj = objects.word(f.slot as u64).and_then(|w| objects.offset_of(w));
+        let Some(obj) = obj else {
+            return Err(format!("fix-up of {} points outside the module", entry.name));
+        };
+        if validated.kind_at(obj) != Some(Kind::Tuple) || validated.classes.get(f.slot as u64) != SlotClass::Const {
+            return Err(format!("fix-up of {} is not at a tuple constant", entry.name));
         }
+        if f.kind == FixupKind::FrozenDict && externals::frozendict_type().is_none() {
+            return Err(format!("frozendict fix-up of {} on an interpreter without frozendict", entry.name));
+        }
+        slots.push((f.slot, f.kind));
     }
     Ok(slots)
 }
