@@ -54,6 +54,10 @@ else:
     DEFAULT_RESULTS_DIR = BENCH / "results" / f"cpython-{PY_VERSION}"
 SIDES = ("plain", "seed", "pycds")
 MODE_SIDES = ("seed", "pycds")
+# CPython 3.15+ (PEP 810): `app` and `stdlib` also run with every import lazy, plainly and from
+# pycds's archive (the one traced from the eager run), interleaved with the other sides.
+LAZY_FLAG = ("-X", "lazy_imports=all")
+LAZY_SIDES = ("plain-lazy", "pycds-lazy") if sys.version_info >= (3, 15) else ()
 RUN_TIMEOUT = 300.0
 # The `python -c pass` series (workloads `empty`, `empty-inactive`, `empty-scale-N`) are measured
 # in adjacent pairs: each round runs them this many times.
@@ -640,6 +644,18 @@ class Bench:
                              child_env({"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(wl.archives["pycds"]),
                                         "PYCDSREGEX": "0"}),
                              wl.cwd, wl.reference, {"workload": wl.name, "side": "pycds-noregex", "kind": "run"})
+            # every import lazy (3.15+)
+            for side in LAZY_SIDES if wl.name in ("app", "stdlib") else ():
+                base = side.removesuffix("-lazy")
+                meta = {"workload": wl.name, "side": side, "kind": "run"}
+                if self.skip_unavailable(f"{wl.name}/{side}", base, meta):
+                    continue
+                if base in wl.failed:
+                    self.series[f"{wl.name}/{side}"] = {"samples": [], "failed": wl.failed[base], **meta}
+                    continue
+                extra = {} if base == "plain" else {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(wl.archives[base])}
+                self.add_job(jobs, f"{wl.name}/{side}", [self.py(base), *LAZY_FLAG, str(wl.script)],
+                             child_env(extra), wl.cwd, wl.reference, meta)
             # the exec-only floor (plain venv, code objects preloaded)
             self.add_job(jobs, f"{wl.name}/floor",
                          [self.py("plain"), str(TOOLS / "floor.py"), str(wl.modlist), str(wl.script)],
@@ -1088,6 +1104,25 @@ def render_markdown(res):
              cell(c, "imports"), cell(n, "imports"), cell(f, "imports"),
              fmt_ratio(ratio(n.get("imports"), f and f.get("imports")))])
     a("")
+    if any(st.get(f"{w}/plain-lazy") for w in wls):
+        a("## Lazy imports (PEP 810)")
+        a("")
+        a(f"The same workloads with every import lazy (`python {' '.join(LAZY_FLAG)}`), interleaved "
+          "with the sides above; pycds serves from the archive traced from the eager run. Every run "
+          "printed what the plain eager run printed.")
+        a("")
+        row(["workload", "plain", "plain lazy", "pycds", "pycds lazy", "lazy / plain",
+             "pycds / plain", "pycds lazy / plain lazy", "pycds lazy / plain"])
+        row(["---"] * 9)
+        for w in wls:
+            p, pl, c, cl = (st.get(f"{w}/{x}") for x in ("plain", "plain-lazy", "pycds", "pycds-lazy"))
+            if not pl:
+                continue
+            wall = lambda x: x and x.get("wall")  # noqa: E731
+            row([w, cell(p, "wall"), cell(pl, "wall"), cell(c, "wall"), cell(cl, "wall"),
+                 fmt_ratio(ratio(wall(pl), wall(p))), fmt_ratio(ratio(wall(c), wall(p))),
+                 fmt_ratio(ratio(wall(cl), wall(pl))), fmt_ratio(ratio(wall(cl), wall(p)))])
+        a("")
     # 4. phases
     a("## Where the time goes (medians, ms)")
     a("")
@@ -1308,6 +1343,12 @@ def print_summary(res):
             elif s.get("failed"):
                 parts.append(f"{x} FAILED")
         print(f"  {w:<12} " + "   ".join(parts))
+    for w in res["workloads"]:
+        lazy = [(x, (st.get(f"{w}/{x}") or {}).get("wall")) for x in LAZY_SIDES]
+        if all(v for _, v in lazy) and lazy:
+            (_, pl), (_, cl) = lazy
+            print(f"  {w:<12} lazy: plain-lazy {pl[1] * 1e3:8.1f}   pycds-lazy {cl[1] * 1e3:8.1f} "
+                  f"[{ratio(cl, pl):.2f}x plain-lazy]")
     paired = []
     for case, _, what in empty_cases(res["workloads"]):
         for x in MODE_SIDES:

@@ -70,6 +70,8 @@ pub struct LoadedArchive {
     released_bytes: AtomicUsize,
     /// Modules whose import found them prepared by the run-ahead thread.
     prepared_ahead: AtomicUsize,
+    /// Nanoseconds the run-ahead thread spent preparing the modules counted in `prepared_ahead`.
+    prepared_ahead_ns: AtomicU64,
     /// Nanoseconds importing threads spent in `load` (fixing up, or waiting for the run-ahead
     /// thread to finish preparing a module).
     load_ns: AtomicU64,
@@ -202,6 +204,13 @@ pub struct Prepared {
     phase_ns: [u64; 3],
 }
 
+impl Prepared {
+    /// Nanoseconds the preparation took: checksum, relocation, validation, early slot filling.
+    fn ahead_ns(&self) -> u64 {
+        self.phase_ns.iter().sum::<u64>() + self.filled_early.1
+    }
+}
+
 /// Low-water marks over the metadata that the loader reads once and in about the order the
 /// dumper wrote it: the interned strings (made in number order, as the dumper numbered them in
 /// import order) and each module's metadata, bitmap and fix-ups (read at its first import). The
@@ -321,6 +330,7 @@ impl LoadedArchive {
             released: AtomicUsize::new(0),
             released_bytes: AtomicUsize::new(0),
             prepared_ahead: AtomicUsize::new(0),
+            prepared_ahead_ns: AtomicU64::new(0),
             load_ns: AtomicU64::new(0),
             read_once: Mutex::new(ReadOnce::default()),
             panic_in_prepare: std::env::var("PYCDS_TEST_PANIC_IN_PREPARE").ok().filter(|m| !m.is_empty()),
@@ -453,6 +463,7 @@ impl LoadedArchive {
                 ModState::Prepared(_) => match std::mem::replace(state, ModState::InProgress) {
                     ModState::Prepared(p) => {
                         self.prepared_ahead.fetch_add(1, Relaxed);
+                        self.prepared_ahead_ns.fetch_add(p.ahead_ns(), Relaxed);
                         Some(p)
                     }
                     _ => unreachable!("matched above"),
@@ -790,6 +801,18 @@ impl LoadedArchive {
     /// Modules whose import found them prepared by the run-ahead thread.
     pub fn prepared_ahead(&self) -> usize {
         self.prepared_ahead.load(Relaxed)
+    }
+
+    /// The run-ahead thread's work so far: (modules an import found prepared, nanoseconds spent
+    /// preparing them; modules prepared that no import has asked for yet, nanoseconds spent on
+    /// them). At exit, the second pair is work for modules the program never imported.
+    pub fn run_ahead_account(&self) -> (usize, u64, usize, u64) {
+        let m = self.modules();
+        let (unused, unused_ns) = m.states.iter().fold((0, 0), |(n, ns), s| match s {
+            ModState::Prepared(p) => (n + 1, ns + p.ahead_ns()),
+            _ => (n, ns),
+        });
+        (self.prepared_ahead(), self.prepared_ahead_ns.load(Relaxed), unused, unused_ns)
     }
 
     /// Nanoseconds importing threads have spent getting modules' code objects (see `load_ns`).
