@@ -41,10 +41,9 @@ impl fmt::Display for FormatError {
                 write!(f, "truncated: needs {needed} bytes, file has {have}")
             }
             FormatError::BadMagic => write!(f, "not a pycds archive (bad magic)"),
-            FormatError::Version { found, expected } => write!(
-                f,
-                "archive format version {found}, this pycds reads version {expected}"
-            ),
+            FormatError::Version { found, expected } => {
+                write!(f, "archive format version {found}, this pycds reads version {expected}")
+            }
             FormatError::HeaderChecksum => write!(f, "header checksum mismatch (corrupt)"),
             FormatError::OutOfBounds(what) => write!(f, "corrupt: {what} out of bounds"),
             FormatError::EntryChecksum { index } => {

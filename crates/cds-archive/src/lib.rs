@@ -22,8 +22,8 @@ mod writer;
 pub use addrmap::AddrMap;
 pub use error::FormatError;
 pub use layout::{
-    bitmap_len, External, Fixup, FixupKind, Reloc, RelocTarget, ENTRY_SIZE, EXTERNAL_SIZE, FORMAT_VERSION,
-    HEADER_SIZE, MAGIC, OBJECT_ALIGN, PAGE_SIZE,
+    bitmap_len, External, Fixup, FixupKind, Reloc, RelocTarget, ENTRY_SIZE, EXTERNAL_SIZE, FORMAT_VERSION, HEADER_SIZE,
+    MAGIC, OBJECT_ALIGN, PAGE_SIZE,
 };
 pub use layout::{read_slot, write_slot};
 pub use meta::{ModuleMeta, PathState, SearchEntry};

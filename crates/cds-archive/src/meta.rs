@@ -88,13 +88,7 @@ impl ModuleMeta {
         if r.at != bytes.len() {
             return Err(FormatError::BadMeta("trailing bytes"));
         }
-        Ok(ModuleMeta {
-            origin,
-            is_package: flags & FLAG_PACKAGE != 0,
-            source_mtime_ns,
-            source_size,
-            search,
-        })
+        Ok(ModuleMeta { origin, is_package: flags & FLAG_PACKAGE != 0, source_mtime_ns, source_size, search })
     }
 }
 

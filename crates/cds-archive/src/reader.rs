@@ -92,8 +92,7 @@ impl Header {
         // Sections in order, none overlapping, all inside the file: header, index, externals,
         // blob, keyed records, interned strings, objects (page-aligned).
         let index_end = section_end(hd.index_off, hd.module_count as u64, ENTRY_SIZE as u64, "index")?;
-        let ext_end =
-            section_end(hd.externals_off, hd.externals_count as u64, EXTERNAL_SIZE as u64, "externals")?;
+        let ext_end = section_end(hd.externals_off, hd.externals_count as u64, EXTERNAL_SIZE as u64, "externals")?;
         let blob_end = section_end(hd.blob_off, hd.blob_len, 1, "blob")?;
         let keyed_end = section_end(hd.keyed_off, hd.keyed_len, 1, "keyed records")?;
         let strings_end = section_end(hd.strings_off, hd.strings_len, 1, "interned strings")?;
@@ -134,14 +133,10 @@ impl Header {
         }
         // Every interned string has a record in the strings section, so a reader may size its
         // own table by this count without trusting it further.
-        if hd.intern_count >= MAX_INTERN_COUNT
-            || hd.intern_count as u64 * STRING_RECORD_SIZE as u64 > hd.strings_len
-        {
+        if hd.intern_count >= MAX_INTERN_COUNT || hd.intern_count as u64 * STRING_RECORD_SIZE as u64 > hd.strings_len {
             return Err(FormatError::OutOfBounds("interned strings table size"));
         }
-        if hd.keyed_off % KEYED_ALIGN != 0
-            || hd.keyed_count as u64 * KEYED_RECORD_SIZE as u64 > hd.keyed_len
-        {
+        if hd.keyed_off % KEYED_ALIGN != 0 || hd.keyed_count as u64 * KEYED_RECORD_SIZE as u64 > hd.keyed_len {
             return Err(FormatError::OutOfBounds("keyed records table size"));
         }
         Ok(hd)
@@ -164,10 +159,7 @@ fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
 }
 
 fn section_end(off: u64, count: u64, size: u64, what: &'static str) -> Result<u64, FormatError> {
-    count
-        .checked_mul(size)
-        .and_then(|n| off.checked_add(n))
-        .ok_or(FormatError::OutOfBounds(what))
+    count.checked_mul(size).and_then(|n| off.checked_add(n)).ok_or(FormatError::OutOfBounds(what))
 }
 
 /// A checked view of an archive's metadata: `meta` holds at least the bytes before the objects
@@ -375,7 +367,8 @@ impl<'a> Archive<'a> {
         let r = &section[n as usize * STRING_RECORD_SIZE..][..STRING_RECORD_SIZE];
         let (off, len) = (rd_u32(r, S_DATA_OFF) as u64, rd_u32(r, S_LEN) as u64);
         let table_end = self.header.intern_count as u64 * STRING_RECORD_SIZE as u64;
-        if off < table_end || off % STRING_ALIGN != 0 || off + len > section.len() as u64 || rd_u32(r, S_RESERVED) != 0 {
+        if off < table_end || off % STRING_ALIGN != 0 || off + len > section.len() as u64 || rd_u32(r, S_RESERVED) != 0
+        {
             return Err(bad());
         }
         let bytes = &section[off as usize..(off + len) as usize];
@@ -458,11 +451,7 @@ impl<'a> Archive<'a> {
     /// than the objects section): what working memory sized for any module must hold.
     pub fn largest_module(&self) -> u64 {
         let h = &self.header;
-        (0..h.module_count)
-            .map(|i| rd_u64(self.raw_entry(i), E_OBJECTS_LEN))
-            .max()
-            .unwrap_or(0)
-            .min(h.objects_len)
+        (0..h.module_count).map(|i| rd_u64(self.raw_entry(i), E_OBJECTS_LEN)).max().unwrap_or(0).min(h.objects_len)
     }
 
     /// Binary search of the index. `Ok(None)` when the name is not archived; `Err` when an entry
@@ -537,9 +526,10 @@ impl<'a> Entry<'a> {
     /// Offsets (from the module's first byte) of its pointer slots, in increasing order. Bits
     /// past the end of the objects are ignored here and rejected by [`crate::relocate`].
     pub fn pointer_slots(&self) -> impl Iterator<Item = u64> + 'a {
-        self.bitmap.iter().enumerate().flat_map(|(i, &byte)| {
-            (0..8u64).filter(move |b| byte & (1 << b) != 0).map(move |b| (i as u64 * 8 + b) * 8)
-        })
+        self.bitmap
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &byte)| (0..8u64).filter(move |b| byte & (1 << b) != 0).map(move |b| (i as u64 * 8 + b) * 8))
     }
 
     pub fn fixup_count(&self) -> usize {

@@ -70,10 +70,7 @@ pub fn relocate(
             // Slots are 8-byte aligned and the parts 16-byte aligned: a slot inside the module
             // lies inside one part.
             let Some(old) = objects.word(slot) else {
-                return Err(FormatError::BadRelocation(format!(
-                    "pointer slot past the end of {}",
-                    entry.name
-                )));
+                return Err(FormatError::BadRelocation(format!("pointer slot past the end of {}", entry.name)));
             };
             let file_off = old.wrapping_sub(preferred);
             let inside = |(start, end): (u64, u64)| (start..end).contains(&file_off);

@@ -477,22 +477,12 @@ impl ArchiveBuilder {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => std::path::PathBuf::from("."),
         };
-        let base = path
-            .file_name()
-            .ok_or_else(|| FormatError::Io(format!("{}: not a file path", path.display())))?;
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let tmp = dir.join(format!(
-            ".{}.{}.{}.tmp",
-            base.to_string_lossy(),
-            std::process::id(),
-            nonce
-        ));
-        let io = |e: std::io::Error, what: &str, p: &Path| {
-            FormatError::Io(format!("cannot {what} {}: {e}", p.display()))
-        };
+        let base = path.file_name().ok_or_else(|| FormatError::Io(format!("{}: not a file path", path.display())))?;
+        let nonce =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let tmp = dir.join(format!(".{}.{}.{}.tmp", base.to_string_lossy(), std::process::id(), nonce));
+        let io =
+            |e: std::io::Error, what: &str, p: &Path| FormatError::Io(format!("cannot {what} {}: {e}", p.display()));
         let result = (|| {
             let mut f = fs::OpenOptions::new()
                 .write(true)
@@ -521,9 +511,7 @@ fn split_parts(m: &ModuleInput) -> [&[u8]; 3] {
 
 fn check_slot(slot: u32, len: u64) -> Result<(), FormatError> {
     if slot % 8 != 0 || slot as u64 + 8 > len {
-        return Err(FormatError::BadRelocation(format!(
-            "slot {slot} misaligned or outside module of {len} bytes"
-        )));
+        return Err(FormatError::BadRelocation(format!("slot {slot} misaligned or outside module of {len} bytes")));
     }
     Ok(())
 }

@@ -36,9 +36,7 @@ fn sample() -> Vec<u8> {
                 Reloc { slot: 0, target: RelocTarget::Internal },
                 Reloc { slot: 8, target: RelocTarget::External(ext) },
             ],
-            fixups: vec![
-                Fixup { slot: 16, kind: FixupKind::FrozenSet },
-            ],
+            fixups: vec![Fixup { slot: 16, kind: FixupKind::FrozenSet }],
         };
         b.add_module(m).unwrap();
     }

@@ -217,7 +217,8 @@ fn run_once_parts_are_pooled_in_a_region_of_their_own_when_asked() {
             for w in run_once_parts.windows(2) {
                 assert_eq!(w[1].0, w[0].1.next_multiple_of(OBJECT_ALIGN));
             }
-            let on_page = |page: u64| run_once_parts.iter().filter(|p| p.0 < page + PAGE_SIZE && page < p.1).count() as u32;
+            let on_page =
+                |page: u64| run_once_parts.iter().filter(|p| p.0 < page + PAGE_SIZE && page < p.1).count() as u32;
             for (name, _, _) in layout {
                 let e = a.lookup(name).unwrap().unwrap();
                 let [_, _, (start, end)] = e.part_ranges();
@@ -318,7 +319,8 @@ fn damaged_interned_strings_are_refused() {
 #[test]
 fn relocation_at_preferred_base_writes_only_externals_that_differ() {
     let bytes = sample();
-    let (meta_part, _) = bytes.split_at(Archive::parse(&bytes, bytes.len() as u64).unwrap().header.objects_off as usize);
+    let (meta_part, _) =
+        bytes.split_at(Archive::parse(&bytes, bytes.len() as u64).unwrap().header.objects_off as usize);
     let a = Archive::parse(meta_part, bytes.len() as u64).unwrap();
     let e = a.lookup("mid").unwrap().unwrap();
     let module_addr = BASE + e.objects_file_off;
@@ -405,7 +407,7 @@ fn bit_flips_are_caught() {
                 caught += 1;
             } else {
                 // Undetected damage must be in padding: between the blob and the objects
-                // section or between/after modules, 
+                // section or between/after modules,
                 let in_blob_pad = byte >= (hdr.blob_off + hdr.blob_len) as usize && byte < hdr.objects_off as usize;
                 let in_obj_pad = byte >= hdr.objects_off as usize && !inside_module(&clean, byte);
                 assert!(in_blob_pad || in_obj_pad, "flip of byte {byte} bit {bit} undetected");
@@ -417,7 +419,10 @@ fn bit_flips_are_caught() {
 
 fn inside_module(bytes: &[u8], byte: usize) -> bool {
     let a = Archive::parse(bytes, bytes.len() as u64).unwrap();
-    a.entries().unwrap().iter().any(|e| e.part_ranges().iter().any(|&(start, end)| (start..end).contains(&(byte as u64))))
+    a.entries()
+        .unwrap()
+        .iter()
+        .any(|e| e.part_ranges().iter().any(|&(start, end)| (start..end).contains(&(byte as u64))))
 }
 
 fn damaged(b: &[u8]) -> bool {
@@ -526,10 +531,25 @@ fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
     let (first0, ro0) = (u64_at(&clean, e0 + E_OBJECTS_OFF), u64_at(&clean, e0 + E_RUN_ONCE_PART_OFF));
     let ro1 = u64_at(&clean, entry_at(1) + E_RUN_ONCE_PART_OFF);
     let cases: Vec<(&str, usize, u64, FormatError)> = vec![
-        ("run-once part over the first part", e0 + E_RUN_ONCE_PART_OFF, first0, FormatError::OutOfBounds("module objects")),
+        (
+            "run-once part over the first part",
+            e0 + E_RUN_ONCE_PART_OFF,
+            first0,
+            FormatError::OutOfBounds("module objects"),
+        ),
         ("first part inside the region", e0 + E_OBJECTS_OFF, ro0, FormatError::OutOfBounds("module objects")),
-        ("run-once part across the region's start", e0 + E_RUN_ONCE_PART_OFF, h.run_once_off - 16, FormatError::OutOfBounds("run-once objects")),
-        ("run-once part past the section", e0 + E_RUN_ONCE_PART_OFF, h.objects_len - 16, FormatError::OutOfBounds("module objects")),
+        (
+            "run-once part across the region's start",
+            e0 + E_RUN_ONCE_PART_OFF,
+            h.run_once_off - 16,
+            FormatError::OutOfBounds("run-once objects"),
+        ),
+        (
+            "run-once part past the section",
+            e0 + E_RUN_ONCE_PART_OFF,
+            h.objects_len - 16,
+            FormatError::OutOfBounds("module objects"),
+        ),
         ("misaligned run-once part", e0 + E_RUN_ONCE_PART_OFF, ro0 + 8, FormatError::OutOfBounds("module objects")),
     ];
     for (label, at, value, want) in cases {
@@ -546,7 +566,8 @@ fn entries_and_regions_that_break_the_two_part_rules_are_refused() {
     assert!(fuzzing::fix_checksums(&mut b));
     assert!(Archive::parse(&b, b.len() as u64).unwrap().entry(0).unwrap().pooled());
     // A region that is not whole pages, or runs past the objects section.
-    for (at, value) in [(H_REGION_OFF, h.run_once_off + 16), (H_REGION_LEN, h.run_once_len + 4096), (H_REGION_LEN, 100)] {
+    for (at, value) in [(H_REGION_OFF, h.run_once_off + 16), (H_REGION_LEN, h.run_once_len + 4096), (H_REGION_LEN, 100)]
+    {
         let mut b = clean.clone();
         put(&mut b, at, value);
         assert!(fuzzing::fix_checksums(&mut b));

@@ -35,9 +35,15 @@ use crate::layout;
 /// What a slot ends up pointing at.
 #[derive(Clone, Copy)]
 enum Target {
-    External { index: u32, addr: u64 },
+    External {
+        index: u32,
+        addr: u64,
+    },
     /// An archived object, with the fix-up that turns it into the constant at load, if any.
-    Internal { off: usize, fixup: Option<FixupKind> },
+    Internal {
+        off: usize,
+        fixup: Option<FixupKind>,
+    },
     /// An interned string: its number in the archive's interned-strings table.
     Interned(u32),
 }
@@ -445,9 +451,13 @@ impl Copier<'_> {
             // Equal strings of every module share one entry of the interned-strings table.
             // SAFETY: a compact string's `length * kind` bytes of data follow its header.
             let units = unsafe {
-                std::slice::from_raw_parts((obj as *const u8).add(layout::str_data_offset(ascii)), kind * length as usize)
+                std::slice::from_raw_parts(
+                    (obj as *const u8).add(layout::str_data_offset(ascii)),
+                    kind * length as usize,
+                )
             };
-            let number = self.builder.intern_number(&layout::encode_interned(kind, units)).map_err(|e| e.to_string())?;
+            let number =
+                self.builder.intern_number(&layout::encode_interned(kind, units)).map_err(|e| e.to_string())?;
             return Ok(Target::Interned(number));
         }
         let size = layout::str_size(ascii, kind, length as usize);
@@ -493,8 +503,7 @@ impl Copier<'_> {
         };
         self.zero(layout::CODE_CACHES, off);
         if let Some(field) = layout::CODE_VERSION {
-            let v = code_versions::archived(*self.code_count)
-                .ok_or("more code objects than one archive may hold")?;
+            let v = code_versions::archived(*self.code_count).ok_or("more code objects than one archive may hold")?;
             *self.code_count += 1;
             self.at(off + field, 4).copy_from_slice(&v.to_ne_bytes());
         }
@@ -555,11 +564,13 @@ unsafe fn check_fresh(obj: *mut ffi::PyObject, units: usize) -> Result<(), Strin
             let plain = std::slice::from_raw_parts(ffi::PyBytes_AsString(code_bytes) as *const u8, n);
             let live = inline_bytecode(obj);
             let unit = layout::CODE_UNIT_SIZE;
-            let ran = plain
-                .chunks_exact(unit)
-                .zip(live.chunks_exact(unit))
-                .any(|(p, l)| p != l && p.iter().any(|&b| b != 0));
-            if ran { Err("code object has run (its bytecode is specialized)".to_string()) } else { Ok(()) }
+            let ran =
+                plain.chunks_exact(unit).zip(live.chunks_exact(unit)).any(|(p, l)| p != l && p.iter().any(|&b| b != 0));
+            if ran {
+                Err("code object has run (its bytecode is specialized)".to_string())
+            } else {
+                Ok(())
+            }
         };
         ffi::Py_DECREF(code_bytes);
         result

@@ -131,23 +131,25 @@ pub fn boot(py: Python<'_>) {
     let native = var("PYCDSMODE").trim().eq_ignore_ascii_case("SHARE")
         && !archive.trim().is_empty()
         && matches!(var("PYCDSVERBOSE").trim(), "" | "0");
-    let started = native && (|| -> PyResult<bool> {
-        let flags = py.import("sys")?.getattr("flags")?;
-        if flags.getattr("ignore_environment")?.is_truthy()? {
-            // -E / -I: leave it to activate(), which ignores PYCDS* then.
-            return Ok(false);
-        }
-        insert_finder(py, Bound::new(py, ArchiveFinder::new(py, archive.clone())?)?.into_any())?;
-        let _ = BOOTED.set(archive);
-        Ok(true)
-    })()
-    .unwrap_or(false);
+    let started = native
+        && (|| -> PyResult<bool> {
+            let flags = py.import("sys")?.getattr("flags")?;
+            if flags.getattr("ignore_environment")?.is_truthy()? {
+                // -E / -I: leave it to activate(), which ignores PYCDS* then.
+                return Ok(false);
+            }
+            insert_finder(py, Bound::new(py, ArchiveFinder::new(py, archive.clone())?)?.into_any())?;
+            let _ = BOOTED.set(archive);
+            Ok(true)
+        })()
+        .unwrap_or(false);
     if !started {
         let activated = py.import("cds._runtime").and_then(|r| r.call_method0("activate"));
         if let Err(e) = activated {
             // Like an error in a .pth line, but without taking the program down.
             let msg = format!("pycds: not started: {e}\n");
-            let _ = py.import("sys").and_then(|s| s.getattr("stderr")?.call_method1("write", (PyString::new(py, &msg),)));
+            let _ =
+                py.import("sys").and_then(|s| s.getattr("stderr")?.call_method1("write", (PyString::new(py, &msg),)));
         }
     }
 }

@@ -104,7 +104,11 @@ pub fn decode_interned(bytes: &[u8]) -> Option<(usize, &[u8])> {
 
 /// Offset of a compact `str`'s characters from the object's start.
 pub fn str_data_offset(ascii: bool) -> usize {
-    if ascii { STR_ASCII_SIZE } else { STR_COMPACT_SIZE }
+    if ascii {
+        STR_ASCII_SIZE
+    } else {
+        STR_COMPACT_SIZE
+    }
 }
 
 /// Bytes a compact `str` object occupies (an ASCII string has kind 1).

@@ -169,7 +169,9 @@ impl Archive {
         }
         let Some(key) = regex::key(pattern, flags) else { return Ok(None) };
         let Some(value) = self.inner.keyed(&key)? else { return Ok(None) };
-        regex::Program::decode(value).map(Some).ok_or_else(|| "corrupt: a compiled regular expression is malformed".into())
+        regex::Program::decode(value)
+            .map(Some)
+            .ok_or_else(|| "corrupt: a compiled regular expression is malformed".into())
     }
 }
 
@@ -211,16 +213,12 @@ impl ArchiveWriter {
         if builder.contains(name) {
             return Err(err(format!("{name} is already in the archive")));
         }
-        let parts = copier::copy_module(builder, &mut self.code_count, code.as_ptr()).map_err(|e| err(format!("{name}: {e}")))?;
-        let size = parts.0.len();
-        let search = search
-            .into_iter()
-            .map(|path| SearchEntry { state: pathstate::path_state(&path), path })
-            .collect();
-        let meta = ModuleMeta { origin, is_package, source_mtime_ns, source_size, search };
-        builder
-            .add_module(copier::into_input(name, meta, parts))
+        let parts = copier::copy_module(builder, &mut self.code_count, code.as_ptr())
             .map_err(|e| err(format!("{name}: {e}")))?;
+        let size = parts.0.len();
+        let search = search.into_iter().map(|path| SearchEntry { state: pathstate::path_state(&path), path }).collect();
+        let meta = ModuleMeta { origin, is_package, source_mtime_ns, source_size, search };
+        builder.add_module(copier::into_input(name, meta, parts)).map_err(|e| err(format!("{name}: {e}")))?;
         Ok(size)
     }
 
@@ -303,7 +301,10 @@ fn layout_facts(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("interp_next_code_version", layout::INTERP_NEXT_CODE_VERSION)?;
     d.set_item("code_version_base", code_versions::BASE)?;
     d.set_item("code_version_capacity", code_versions::CAPACITY)?;
-    d.set_item("type_args", externals::KINDS.iter().map(|&k| (format!("{k:?}").to_lowercase(), k as u32)).collect::<Vec<_>>())?;
+    d.set_item(
+        "type_args",
+        externals::KINDS.iter().map(|&k| (format!("{k:?}").to_lowercase(), k as u32)).collect::<Vec<_>>(),
+    )?;
     Ok(d)
 }
 
@@ -315,7 +316,8 @@ fn hex(b: &[u8]) -> String {
 /// (`python -c pass` loads this module), and most processes need only some of them. Attribute
 /// access finds the ones not made yet through the module's `__getattr__` (PEP 562), which makes
 /// the type and stores it in the module.
-const LAZY_ATTRS: [&str; 6] = ["Archive", "ArchiveWriter", "ArchiveFinder", "ArchiveLoader", "RegexCompile", "ArchiveError"];
+const LAZY_ATTRS: [&str; 6] =
+    ["Archive", "ArchiveWriter", "ArchiveFinder", "ArchiveLoader", "RegexCompile", "ArchiveError"];
 
 fn lazy_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
     let ty = match name {
@@ -334,8 +336,9 @@ fn lazy_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyA
 #[pyfunction]
 #[pyo3(name = "__getattr__", pass_module)]
 fn module_getattr<'py>(module: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let value = lazy_attr(module.py(), name)?
-        .ok_or_else(|| pyo3::exceptions::PyAttributeError::new_err(format!("module 'cds._cds' has no attribute '{name}'")))?;
+    let value = lazy_attr(module.py(), name)?.ok_or_else(|| {
+        pyo3::exceptions::PyAttributeError::new_err(format!("module 'cds._cds' has no attribute '{name}'"))
+    })?;
     module.dict().set_item(name, &value)?;
     Ok(value)
 }

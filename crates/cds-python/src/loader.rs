@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use cds_archive::{relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, Parts, HEADER_SIZE, PAGE_SIZE};
+use cds_archive::{
+    relocate, AddrMap, Archive, Entry, ExternalMap, FixupKind, Header, ModuleMeta, Parts, HEADER_SIZE, PAGE_SIZE,
+};
 use pyo3::ffi;
 
 use crate::code_versions;
@@ -32,7 +34,10 @@ enum ModState {
     InProgress,
     /// Fixed up: the root code object, and the file range of the module's run-once objects
     /// when this interpreter can release them and they lie in the archive's run-once region.
-    Ready { code: usize, run_once: Option<FileRange> },
+    Ready {
+        code: usize,
+        run_once: Option<FileRange>,
+    },
     Failed(String),
     /// The module ran and its run-once objects were released (their pages go back once no other
     /// module needs them): its code object is gone, so importing it again takes the normal path.
@@ -289,8 +294,8 @@ impl LoadedArchive {
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0)
             .map_err(|e| format!("cannot read {path}: {e}"))?;
         let header = Header::parse(&head, len).map_err(|e| format!("{path}: {e}"))?;
-        let map = Mapping::map(&file, len as usize, header.preferred_base)
-            .map_err(|e| format!("cannot map {path}: {e}"))?;
+        let map =
+            Mapping::map(&file, len as usize, header.preferred_base).map_err(|e| format!("cannot map {path}: {e}"))?;
         let meta = map.prefix(header.objects_off as usize);
         // SAFETY: `meta` points into `map`, which is moved into the same struct and outlives
         // `view` (fields drop in declaration order; `view` is first). The mapping's address does
@@ -474,7 +479,10 @@ impl LoadedArchive {
         // finalizers may import (and so come back here for another module).
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match prepared {
             Some(p) => self.finish(*p),
-            None => self.externals().and_then(|x| self.prepare(index, x, &mut Scratch::default())).and_then(|p| self.finish(p)),
+            None => self
+                .externals()
+                .and_then(|x| self.prepare(index, x, &mut Scratch::default()))
+                .and_then(|p| self.finish(p)),
         }))
         .unwrap_or_else(|_| Err(PANICKED.into()));
         let mut m = self.modules();
@@ -538,8 +546,10 @@ impl LoadedArchive {
                 m.ahead.next += 1;
                 m.states[index as usize] = ModState::Preparing;
                 drop(m);
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare(index, externals, &mut scratch)))
-                    .unwrap_or_else(|_| Err(PANICKED.into()));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.prepare(index, externals, &mut scratch)
+                }))
+                .unwrap_or_else(|_| Err(PANICKED.into()));
                 m = self.modules();
                 m.states[index as usize] = match result {
                     Ok(p) => ModState::Prepared(Box::new(p)),
@@ -748,7 +758,8 @@ impl LoadedArchive {
         for (done, end) in r.forgotten.iter_mut().zip(ranges) {
             let start = done.next_multiple_of(cds_archive::PAGE_SIZE);
             // Whole fault-around windows of the address space only, and never past the metadata.
-            let end = ((base + end.min(self.view.header.objects_off)) / FAULT_AROUND * FAULT_AROUND).saturating_sub(base);
+            let end =
+                ((base + end.min(self.view.header.objects_off)) / FAULT_AROUND * FAULT_AROUND).saturating_sub(base);
             if end > start {
                 // `[start, end)` lies before the objects section (clamped above), in metadata
                 // that nothing writes.
@@ -841,7 +852,8 @@ impl LoadedArchive {
         // `kind` bytes, aligned for them (the table aligns every string's bytes to 8), and
         // CPython copies them into a new string (checking every code point).
         unsafe {
-            let mut s = ffi::PyUnicode_FromKindAndData(kind as i32, units.as_ptr().cast(), (units.len() / kind) as isize);
+            let mut s =
+                ffi::PyUnicode_FromKindAndData(kind as i32, units.as_ptr().cast(), (units.len() / kind) as isize);
             if s.is_null() {
                 ffi::PyErr_Clear();
                 return Err(format!("interned string {number} is not a valid string"));

@@ -36,14 +36,7 @@ impl Mapping {
         // an existing mapping (it fails with EEXIST instead), so no memory of the process is
         // disturbed. The result is checked before use.
         let mut ptr = unsafe {
-            libc::mmap(
-                preferred as *mut libc::c_void,
-                len,
-                prot,
-                libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE,
-                fd,
-                0,
-            )
+            libc::mmap(preferred as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE, fd, 0)
         };
         if ptr == libc::MAP_FAILED {
             // SAFETY: as above, with the kernel choosing the address.

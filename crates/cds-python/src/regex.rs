@@ -133,6 +133,15 @@ impl Program {
             indexgroup[*index as usize] = Some(name);
         }
         let indexgroup = PyTuple::new(py, indexgroup)?;
-        PyTuple::new(py, [self.flags.into_pyobject(py)?.into_any(), code.into_any(), self.groups.into_pyobject(py)?.into_any(), groupindex.into_any(), indexgroup.into_any()])
+        PyTuple::new(
+            py,
+            [
+                self.flags.into_pyobject(py)?.into_any(),
+                code.into_any(),
+                self.groups.into_pyobject(py)?.into_any(),
+                groupindex.into_any(),
+                indexgroup.into_any(),
+            ],
+        )
     }
 }

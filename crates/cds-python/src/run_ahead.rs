@@ -30,7 +30,8 @@ pub fn spawn(archive: Weak<LoadedArchive>, body: impl FnOnce() + Send + 'static)
     });
     let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
     // Threads that exited on their own (idle) are joined here, so the list stays short.
-    let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *running).into_iter().partition(|(_, h, _)| h.is_finished());
+    let (done, live): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut *running).into_iter().partition(|(_, h, _)| h.is_finished());
     *running = live;
     for (_, h, _) in done {
         let _ = h.join();

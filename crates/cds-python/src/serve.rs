@@ -285,7 +285,8 @@ pub fn spec(
     let loader = loader_class(py)?.call1((fullname, &check.origin))?;
     loader.setattr("_cds_archive", archive)?;
     loader.setattr("_cds_index", index)?;
-    let locations = check.is_package.then(|| vec![check.origin.rfind('/').map_or("", |i| &check.origin[..i]).to_owned()]);
+    let locations =
+        check.is_package.then(|| vec![check.origin.rfind('/').map_or("", |i| &check.origin[..i]).to_owned()]);
     let kwargs = PyDict::new(py);
     kwargs.set_item("loader", loader)?;
     kwargs.set_item("submodule_search_locations", locations)?;
@@ -434,6 +435,7 @@ fn equal(loader: &Bound<'_, PyAny>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyA
     if !(kind.is(source_loader(py)?) || kind.is(loader_class(py)?)) {
         return Ok(py.NotImplemented());
     }
-    let same = loader.getattr("name")?.eq(other.getattr("name")?)? && loader.getattr("path")?.eq(other.getattr("path")?)?;
+    let same =
+        loader.getattr("name")?.eq(other.getattr("name")?)? && loader.getattr("path")?.eq(other.getattr("path")?)?;
     Ok(same.into_pyobject(py)?.to_owned().into_any().unbind())
 }

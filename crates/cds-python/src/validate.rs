@@ -259,11 +259,7 @@ impl<'a> Validator<'a> {
         // above are simply dropped).
         let Pass { kinds, depths, consts, interned, .. } = pass;
         *scratch = Scratch { kinds, depths, consts, interned };
-        Ok(Validated {
-            classes: SlotClasses(&scratch.consts),
-            kinds: &scratch.kinds,
-            interned: &scratch.interned,
-        })
+        Ok(Validated { classes: SlotClasses(&scratch.consts), kinds: &scratch.kinds, interned: &scratch.interned })
     }
 
     /// The first pass: every object in layout order, each checked on its own; records the kind
@@ -554,7 +550,9 @@ impl Pass<'_, '_> {
                     None => matches!(v.rules.externals.get(word), Some(ExtClass::Value(Kind::Str, _))),
                 };
             if !ok {
-                return Err(format!("item at {slot} of a names tuple is not a str where another type is required").into());
+                return Err(
+                    format!("item at {slot} of a names tuple is not a str where another type is required").into()
+                );
             }
         }
         Ok(())
