@@ -4,14 +4,15 @@
     python bench/run.py [--quick] [--rounds N]
     bash tests/chroot.sh trixie python3.13 bench/run.py [--quick]     # CPython 3.13
     bash tests/chroot.sh sid python3.14 bench/run.py [--quick]        # CPython 3.14
+    bash tests/chroot.sh sid-3.15 python3.15 bench/run.py [--quick]   # CPython 3.15 (+ lazy imports)
 
-Run it with the CPython interpreter to be measured (3.11, 3.13 or 3.14). It builds (or reuses)
+Run it with the CPython interpreter to be measured (3.11, 3.13, 3.14 or 3.15). It builds (or reuses)
 venvs under the work directory (bench/.work/ for 3.11, bench/.work-X.Y/ for any other version),
 traces and dumps every workload for the seed and for pycds, then measures whole processes
 interleaved (plain, seed, pycds, plain, seed, pycds, ...) and reports medians and ratios to
 plain CPython from the same run in the results directory (bench/results/ for 3.11,
 bench/results/cpython-X.Y/ otherwise). The seed is installed only from a published wheel; where
-there is none for the interpreter (3.13, 3.14), the seed side is reported as n/a and not
+there is none for the interpreter (3.13+), the seed side is reported as n/a and not
 measured. See bench/README.md.
 """
 
@@ -1409,8 +1410,8 @@ def main(argv=None):
     if sys.implementation.name != "cpython":
         print("run this with CPython", file=sys.stderr)
         return 2
-    if sys.version_info[:2] not in ((3, 11), (3, 13), (3, 14)):
-        log(f"warning: pycds is built and tested for CPython 3.11, 3.13 and 3.14; this is "
+    if sys.version_info[:2] not in ((3, 11), (3, 13), (3, 14), (3, 15)):
+        log(f"warning: pycds is built and tested for CPython 3.11, 3.13, 3.14 and 3.15; this is "
             f"{platform.python_version()}")
     bench = Bench(args)
     info = machine_info(bench.venvs.pycds_src)
