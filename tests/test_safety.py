@@ -45,6 +45,20 @@ def test_same_size_edit_detected_by_mtime(project):
     assert "mod_b" in info["fallbacks"]
 
 
+def test_mtime_only_change_is_still_served_by_digest(project):
+    """A checkout or a copy that resets mtimes keeps the bytes: the module is still served (its
+    digest matches), while a same-size edit with a new mtime falls back (above)."""
+    make(project)
+    for name in ("mod_a.py", "pkg/inner.py"):
+        path = project.root / name
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    info, proc = project.info("main.py")
+    assert proc.stdout == "a-original b-original inner\n"
+    assert {"mod_a", "mod_b", "pkg.inner"} <= set(info["served"]), info
+    assert info["fallbacks"] == {}
+
+
 def test_deleted_source_is_not_served(project):
     make(project)
     (project.root / "mod_b.py").unlink()

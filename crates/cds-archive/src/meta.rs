@@ -31,6 +31,10 @@ pub struct ModuleMeta {
     /// The source file's modification time and size when it was compiled.
     pub source_mtime_ns: i64,
     pub source_size: u64,
+    /// SHA-256 of the source file's bytes when it was compiled: a source whose modification
+    /// time changed but whose size and bytes did not (a fresh checkout, a copy into an image)
+    /// still matches.
+    pub source_digest: [u8; 32],
     /// The search locations before and including the one that holds `origin`.
     pub search: Vec<SearchEntry>,
 }
@@ -43,6 +47,7 @@ impl ModuleMeta {
         out.extend_from_slice(&(if self.is_package { FLAG_PACKAGE } else { 0 }).to_le_bytes());
         out.extend_from_slice(&self.source_mtime_ns.to_le_bytes());
         out.extend_from_slice(&self.source_size.to_le_bytes());
+        out.extend_from_slice(&self.source_digest);
         put_str(&mut out, &self.origin);
         out.extend_from_slice(&(self.search.len() as u32).to_le_bytes());
         for e in &self.search {
@@ -64,6 +69,7 @@ impl ModuleMeta {
         let flags = r.u32()?;
         let source_mtime_ns = r.u64()? as i64;
         let source_size = r.u64()?;
+        let source_digest = r.take(32)?.try_into().expect("32");
         let origin = r.str()?;
         let n = r.u32()? as usize;
         // Each search entry takes at least 21 bytes: refuse counts the bytes cannot hold before
@@ -88,7 +94,14 @@ impl ModuleMeta {
         if r.at != bytes.len() {
             return Err(FormatError::BadMeta("trailing bytes"));
         }
-        Ok(ModuleMeta { origin, is_package: flags & FLAG_PACKAGE != 0, source_mtime_ns, source_size, search })
+        Ok(ModuleMeta {
+            origin,
+            is_package: flags & FLAG_PACKAGE != 0,
+            source_mtime_ns,
+            source_size,
+            source_digest,
+            search,
+        })
     }
 }
 
@@ -137,6 +150,7 @@ mod tests {
             is_package: true,
             source_mtime_ns: -5,
             source_size: 77,
+            source_digest: [7; 32],
             search: vec![
                 SearchEntry { path: "/x".into(), state: PathState::Absent },
                 SearchEntry { path: "/a/b".into(), state: PathState::Dir { mtime_ns: 9 } },
@@ -153,6 +167,7 @@ mod tests {
             is_package: false,
             source_mtime_ns: 1,
             source_size: 2,
+            source_digest: [0; 32],
             search: vec![SearchEntry { path: "/".into(), state: PathState::Dir { mtime_ns: 3 } }],
         };
         let b = m.encode();

@@ -26,6 +26,7 @@ fn sample() -> Vec<u8> {
                 is_package: false,
                 source_mtime_ns: 1,
                 source_size: 2,
+                source_digest: [1; 32],
                 search: vec![SearchEntry { path: "/lib".into(), state: PathState::Dir { mtime_ns: 3 } }],
             },
             objects,

@@ -8,6 +8,7 @@ fn meta(origin: &str) -> ModuleMeta {
         is_package: false,
         source_mtime_ns: 123,
         source_size: 456,
+        source_digest: [1; 32],
         search: vec![SearchEntry { path: "/lib".into(), state: PathState::Dir { mtime_ns: 7 } }],
     }
 }

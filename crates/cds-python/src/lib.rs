@@ -216,8 +216,13 @@ impl ArchiveWriter {
         let parts = copier::copy_module(builder, &mut self.code_count, code.as_ptr())
             .map_err(|e| err(format!("{name}: {e}")))?;
         let size = parts.0.len();
+        // The digest of the bytes the code was compiled from: the file must still have the time
+        // and size the caller saw around compiling it.
+        let source_digest = pathstate::source_digest(&origin)
+            .filter(|_| pathstate::source_stat(&origin) == Some((source_mtime_ns, source_size)))
+            .ok_or_else(|| err(format!("{name}: source {origin} changed or vanished while it was archived")))?;
         let search = search.into_iter().map(|path| SearchEntry { state: pathstate::path_state(&path), path }).collect();
-        let meta = ModuleMeta { origin, is_package, source_mtime_ns, source_size, search };
+        let meta = ModuleMeta { origin, is_package, source_mtime_ns, source_size, source_digest, search };
         builder.add_module(copier::into_input(name, meta, parts)).map_err(|e| err(format!("{name}: {e}")))?;
         Ok(size)
     }

@@ -1101,13 +1101,17 @@ fn trusted(path: &str, st: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
-/// Why the archived module no longer matches its source, if it does not.
+/// Why the archived module no longer matches its source, if it does not. A source whose
+/// modification time changed but whose size did not is read and compared by digest (a fresh
+/// checkout or a copy keeps the bytes and changes the time), as checked-hash `.pyc` files are.
 pub fn staleness(meta: &ModuleMeta) -> Option<String> {
     match source_stat(&meta.origin) {
         None => Some(format!("source {} is missing", meta.origin)),
-        Some((mtime, size)) if mtime != meta.source_mtime_ns || size != meta.source_size => {
-            Some(format!("source {} changed since the dump", meta.origin))
-        }
+        Some((_, size)) if size != meta.source_size => Some(format!("source {} changed since the dump", meta.origin)),
+        Some((mtime, _)) if mtime != meta.source_mtime_ns => match crate::pathstate::source_digest(&meta.origin) {
+            Some(d) if d == meta.source_digest => None,
+            _ => Some(format!("source {} changed since the dump", meta.origin)),
+        },
         Some(_) => None,
     }
 }

@@ -28,6 +28,12 @@ pub fn source_stat(path: &str) -> Option<(i64, u64)> {
     m.is_file().then(|| (mtime_ns(&m), m.size()))
 }
 
+/// SHA-256 of a source file's bytes, or `None` when it cannot be read.
+pub fn source_digest(path: &str) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    std::fs::read(path).ok().map(|bytes| sha2::Sha256::digest(&bytes).into())
+}
+
 pub fn encode(s: PathState) -> (u8, i64, u64) {
     match s {
         PathState::Absent => (0, 0, 0),
