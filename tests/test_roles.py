@@ -134,12 +134,13 @@ def test_info_reports_mode_archive_served_and_fallbacks(project):
 def test_pth_hook_imports_nothing_when_mode_is_unset(project):
     proc = run(["-c", "import sys; print(sorted(m for m in sys.modules if m.startswith('cds')))"])
     assert proc.stdout == "[]\n"
-    # A missing archive is recorded natively: the runtime is imported only by cds.info().
+    # A missing archive is recorded natively: the runtime is imported only by cds.info(). An
+    # archive named but missing is a misconfiguration: one line even at the default verbosity.
     share = run(["-c", "import sys, cds; print('cds._runtime' in sys.modules); print(cds.info()['error'])"],
                 env=base_env(PYCDSMODE="SHARE", PYCDSARCHIVE="/nonexistent.img"))
     first, error = share.stdout.splitlines()
     assert first == "False" and "/nonexistent.img" in error, share.stdout
-    assert share.stderr == ""
+    assert share.stderr == "pycds: PYCDSARCHIVE=/nonexistent.img does not exist; running without an archive\n"
 
 
 def test_mode_without_its_files_runs_normally(project):

@@ -152,7 +152,12 @@ def test_bad_archive_runs_normally_with_one_clear_line(project, label):
     expected = project.plain("main.py")
     quiet = project.share("main.py", timeout=60)
     assert quiet.returncode == 0 and quiet.stdout == expected.stdout
-    assert quiet.stderr == ""
+    if label == "missing":
+        # Named but missing is a misconfiguration, said at the default verbosity too.
+        assert quiet.stderr.startswith("pycds: ") and "does not exist" in quiet.stderr
+        assert len(quiet.stderr.splitlines()) == 1
+    else:
+        assert quiet.stderr == ""
     loud = project.share("main.py", PYCDSVERBOSE="1", timeout=60)
     assert loud.stdout == expected.stdout
     lines = [ln for ln in loud.stderr.splitlines() if ln]
@@ -165,7 +170,7 @@ def test_bad_archive_runs_normally_with_one_clear_line(project, label):
         assert any("checksum mismatch" in ln for ln in lines), lines
     else:
         assert len(lines) == 1, lines
-        assert "archive not used" in lines[0]
+        assert ("does not exist" if label == "missing" else "archive not used") in lines[0]
     if label == "foreign interpreter":
         assert "another interpreter" in lines[0]
     if label == "format version":

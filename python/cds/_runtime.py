@@ -68,12 +68,36 @@ def info():
         "released_bytes": served["released_bytes"],
         "regexes": served["regexes"],
         "prepared_ahead": served["prepared_ahead"],
+        **({"auto": _auto_info(served)} if _state["mode"] == "AUTO" else {}),
+    }
+
+
+def _auto_info(served):
+    """AUTO's state: its cache, whether the archive can be written, and the refresh this
+    process's exit would schedule (or did), and why."""
+    config = _cds.auto_config()
+    refresh = None
+    auto = sys.modules.get("cds._auto")
+    if auto is not None and auto._state["refresh"]:
+        refresh = auto._state["refresh"]
+    elif config["writable"]:
+        normal = _cds.auto_imported_normally()
+        if normal:
+            refresh = f"{len(normal)} modules imported normally: {', '.join(sorted(normal)[:10])}"
+        elif served["revalidated"]:
+            refresh = f"{len(served['revalidated'])} modules served after a digest check"
+    return {
+        "cache_dir": config["cache_dir"],
+        "writable": config["writable"],
+        "refused": config["refused"],
+        "refresh": refresh,
     }
 
 
 def activate():
-    """Start the mode named by PYCDSMODE (TRACE, SHARE or DUMP). Never raises: a problem is
-    reported on stderr (at PYCDSVERBOSE>=1) and the program runs normally."""
+    """Start the mode named by PYCDSMODE (AUTO, TRACE, SHARE or DUMP). Never raises: a problem
+    with the environment is reported on stderr at PYCDSVERBOSE>=1, a misconfiguration (a
+    mistyped mode, a file named but missing) always, and the program runs normally."""
     global _verbose, _active
     if _active:
         return
@@ -94,13 +118,19 @@ def activate():
             _trace.start_trace(os.environ.get("PYCDSLIST", ""))
         elif mode == "SHARE":
             _start_share(os.environ.get("PYCDSARCHIVE", ""))
+        elif mode == "AUTO":
+            _state["archive"] = _cds.auto_start()
+            if _verbose >= 1:
+                import atexit
+
+                atexit.register(_share_summary)
         elif mode == "DUMP":
             from cds import _trace
 
             _trace.dump_and_exit(os.environ.get("PYCDSLIST", ""), os.environ.get("PYCDSARCHIVE", ""))
         else:
-            _state["error"] = f"unknown PYCDSMODE={mode!r} (expected TRACE, SHARE or DUMP); ignored"
-            _say(1, _state["error"])
+            _state["error"] = f"unknown PYCDSMODE={mode!r} (expected AUTO, TRACE, SHARE or DUMP); ignored"
+            _say(0, _state["error"])
     except Exception as exc:  # never take the program down
         _state["error"] = f"{type(exc).__name__}: {exc}"
         _say(1, f"{mode} not started: {_state['error']}")
@@ -114,7 +144,11 @@ def _start_share(path):
     _state["archive"] = path or None
     if not path:
         _state["error"] = "PYCDSMODE=SHARE needs PYCDSARCHIVE; running without an archive"
-        _say(1, _state["error"])
+        _say(0, _state["error"])
+        return
+    if not os.path.lexists(path):
+        _state["error"] = f"PYCDSARCHIVE={path} does not exist; running without an archive"
+        _say(0, _state["error"])
         return
     _cds.insert_finder(_cds.ArchiveFinder(path))
     if _verbose >= 1:

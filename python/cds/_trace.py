@@ -102,7 +102,7 @@ def start_trace(list_path):
     rt._state["list"] = list_path or None
     if not list_path:
         rt._state["error"] = "PYCDSMODE=TRACE needs PYCDSLIST; not tracing"
-        rt._say(1, rt._state["error"])
+        rt._say(0, rt._state["error"])
         return
     finder = TraceFinder(os.path.abspath(list_path))
     rt._cds.insert_finder(finder)

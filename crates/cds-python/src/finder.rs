@@ -13,8 +13,9 @@ use pyo3::types::{PyList, PyString};
 use crate::loader::LoadedArchive;
 use crate::{serve, Archive};
 
-/// The archive path when `boot` started SHARE by itself (without `cds._runtime`).
-static BOOTED: OnceLock<String> = OnceLock::new();
+/// The mode and archive path when `boot` started SHARE or AUTO by itself (without
+/// `cds._runtime`).
+static BOOTED: OnceLock<(&'static str, String)> = OnceLock::new();
 /// `boot` acts once per process (site may process the same `.pth` twice, e.g. through a
 /// venv's `lib64` link).
 static BOOT_CALLED: AtomicBool = AtomicBool::new(false);
@@ -31,7 +32,7 @@ pub struct ArchiveFinder {
 #[pymethods]
 impl ArchiveFinder {
     #[new]
-    fn new(py: Python<'_>, path: String) -> PyResult<Self> {
+    pub(crate) fn new(py: Python<'_>, path: String) -> PyResult<Self> {
         serve::prepare(py)?;
         Ok(ArchiveFinder { path, archive: OnceLock::new() })
     }
@@ -118,9 +119,9 @@ pub fn insert_finder(py: Python<'_>, finder: Bound<'_, PyAny>) -> PyResult<()> {
     meta_path.append(finder)
 }
 
-/// What `pycds.pth` calls when `PYCDSMODE` is set. SHARE with an archive and no diagnostics
-/// starts here, natively; every other case (TRACE, DUMP, verbose, errors to report) is
-/// `cds._runtime.activate()`. Never raises: the program must run whatever happens.
+/// What `pycds.pth` calls when `PYCDSMODE` is set. SHARE with an archive and AUTO, without
+/// diagnostics, start here, natively; every other case (TRACE, DUMP, verbose, errors to
+/// report) is `cds._runtime.activate()`. Never raises: the program must run whatever happens.
 #[pyfunction]
 pub fn boot(py: Python<'_>) {
     if BOOT_CALLED.swap(true, Relaxed) {
@@ -128,9 +129,9 @@ pub fn boot(py: Python<'_>) {
     }
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let archive = var("PYCDSARCHIVE");
-    let native = var("PYCDSMODE").trim().eq_ignore_ascii_case("SHARE")
-        && !archive.trim().is_empty()
-        && matches!(var("PYCDSVERBOSE").trim(), "" | "0");
+    let mode = var("PYCDSMODE").trim().to_ascii_uppercase();
+    let quiet = matches!(var("PYCDSVERBOSE").trim(), "" | "0");
+    let native = quiet && (mode == "AUTO" || (mode == "SHARE" && !archive.trim().is_empty()));
     let started = native
         && (|| -> PyResult<bool> {
             let flags = py.import("sys")?.getattr("flags")?;
@@ -138,8 +139,18 @@ pub fn boot(py: Python<'_>) {
                 // -E / -I: leave it to activate(), which ignores PYCDS* then.
                 return Ok(false);
             }
+            if mode == "AUTO" {
+                let _ = BOOTED.set(("AUTO", crate::auto::start(py)?));
+                return Ok(true);
+            }
+            if std::fs::symlink_metadata(&archive).is_err() {
+                // Named but missing: a misconfiguration, said even at the default verbosity.
+                serve::misconfigured(py, &format!("PYCDSARCHIVE={archive} does not exist; running without an archive"));
+                let _ = BOOTED.set(("SHARE", archive));
+                return Ok(true);
+            }
             insert_finder(py, Bound::new(py, ArchiveFinder::new(py, archive.clone())?)?.into_any())?;
-            let _ = BOOTED.set(archive);
+            let _ = BOOTED.set(("SHARE", archive));
             Ok(true)
         })()
         .unwrap_or(false);
@@ -154,8 +165,8 @@ pub fn boot(py: Python<'_>) {
     }
 }
 
-/// `(mode, archive)` when `boot` started SHARE natively, else `None`.
+/// `(mode, archive)` when `boot` started SHARE or AUTO natively, else `None`.
 #[pyfunction]
 pub fn booted() -> Option<(&'static str, &'static str)> {
-    BOOTED.get().map(|archive| ("SHARE", archive.as_str()))
+    BOOTED.get().map(|(mode, archive)| (*mode, archive.as_str()))
 }

@@ -3,6 +3,7 @@
 //! resolves interpreter externals (`externals`). Layout facts come from `layout`, generated from
 //! the interpreter's headers at build time. The Python package `cds` drives it.
 
+mod auto;
 mod code_versions;
 mod copier;
 mod externals;
@@ -52,6 +53,12 @@ pub(crate) fn message(py: Python<'_>, e: PyErr) -> String {
         Some(e) => e.value(py).to_string(),
         None => "an error with no message".to_owned(),
     }
+}
+
+/// `_cds.auto_start()`: starts AUTO (see `auto::start`) and returns the archive path.
+#[pyfunction]
+fn auto_start(py: Python<'_>) -> PyResult<String> {
+    auto::start(py)
 }
 
 /// An archive mapped for serving imports.
@@ -216,11 +223,12 @@ impl ArchiveWriter {
         let parts = copier::copy_module(builder, &mut self.code_count, code.as_ptr())
             .map_err(|e| err(format!("{name}: {e}")))?;
         let size = parts.0.len();
-        // The digest of the bytes the code was compiled from: the file must still have the time
-        // and size the caller saw around compiling it.
-        let source_digest = pathstate::source_digest(&origin)
-            .filter(|_| pathstate::source_stat(&origin) == Some((source_mtime_ns, source_size)))
-            .ok_or_else(|| err(format!("{name}: source {origin} changed or vanished while it was archived")))?;
+        // The digest of the bytes the code was compiled from, if the file still has the time and
+        // size the caller saw around compiling it (read, then checked again); else none that
+        // any file has (all zeros), and a changed mtime makes the module stale as before.
+        let same = || pathstate::source_stat(&origin) == Some((source_mtime_ns, source_size));
+        let source_digest =
+            same().then(|| pathstate::source_digest(&origin)).flatten().filter(|_| same()).unwrap_or([0; 32]);
         let search = search.into_iter().map(|path| SearchEntry { state: pathstate::path_state(&path), path }).collect();
         let meta = ModuleMeta { origin, is_package, source_mtime_ns, source_size, source_digest, search };
         builder.add_module(copier::into_input(name, meta, parts)).map_err(|e| err(format!("{name}: {e}")))?;
@@ -367,6 +375,9 @@ fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     for f in [
         wrap_pyfunction!(finder::boot, m)?,
         wrap_pyfunction!(finder::booted, m)?,
+        wrap_pyfunction!(auto::auto_config, m)?,
+        wrap_pyfunction!(auto::auto_imported_normally, m)?,
+        wrap_pyfunction!(auto_start, m)?,
         wrap_pyfunction!(finder::insert_finder, m)?,
         wrap_pyfunction!(path_state, m)?,
         wrap_pyfunction!(source_stat, m)?,

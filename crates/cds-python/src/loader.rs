@@ -244,6 +244,8 @@ pub struct Check {
     pub is_package: bool,
     /// The source changed or vanished since the dump: never serve.
     pub stale: Option<String>,
+    /// Fresh only by its digest: the source's mtime moved (the archive's record is out of date).
+    pub by_digest: bool,
     /// The cheap proof that the name still resolves to `origin` failed: the caller must
     /// confirm by a normal search before serving.
     pub unverified: Option<String>,
@@ -379,8 +381,13 @@ impl LoadedArchive {
     /// `sys.path` or parent `__path__`) still find it at the same place?
     pub fn check(&self, index: u32, search: &[String]) -> Result<Check, String> {
         let meta = self.meta(index)?;
+        let (stale, by_digest) = match freshness(&meta) {
+            Ok(by_digest) => (None, by_digest),
+            Err(why) => (Some(why), false),
+        };
         Ok(Check {
-            stale: staleness(&meta),
+            stale,
+            by_digest,
             unverified: unverified(&meta, search),
             origin: meta.origin,
             is_package: meta.is_package,
@@ -1081,8 +1088,8 @@ fn zeroed_table(len: usize) -> Box<[AtomicUsize]> {
 }
 
 /// An archive holds code that will run: like ssh with its keys, refuse one that someone other
-/// than this user (or root) could have written.
-fn trusted(path: &str, st: &std::fs::Metadata) -> Result<(), String> {
+/// than this user (or root) could have written (and the same of AUTO's cache directory).
+pub(crate) fn trusted(path: &str, st: &std::fs::Metadata) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     if st.mode() & 0o022 != 0 {
         return Err(format!(
@@ -1101,19 +1108,25 @@ fn trusted(path: &str, st: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
-/// Why the archived module no longer matches its source, if it does not. A source whose
-/// modification time changed but whose size did not is read and compared by digest (a fresh
-/// checkout or a copy keeps the bytes and changes the time), as checked-hash `.pyc` files are.
-pub fn staleness(meta: &ModuleMeta) -> Option<String> {
+/// Whether the archived module still matches its source: `Ok(false)` when the source has the
+/// recorded mtime and size, `Ok(true)` when only its mtime moved and its bytes still have the
+/// recorded digest (a fresh checkout or a copy keeps the bytes and changes the time, so it is
+/// read and compared, as checked-hash `.pyc` files are), else why not.
+pub fn freshness(meta: &ModuleMeta) -> Result<bool, String> {
     match source_stat(&meta.origin) {
-        None => Some(format!("source {} is missing", meta.origin)),
-        Some((_, size)) if size != meta.source_size => Some(format!("source {} changed since the dump", meta.origin)),
+        None => Err(format!("source {} is missing", meta.origin)),
+        Some((_, size)) if size != meta.source_size => Err(format!("source {} changed since the dump", meta.origin)),
         Some((mtime, _)) if mtime != meta.source_mtime_ns => match crate::pathstate::source_digest(&meta.origin) {
-            Some(d) if d == meta.source_digest => None,
-            _ => Some(format!("source {} changed since the dump", meta.origin)),
+            Some(d) if d == meta.source_digest => Ok(true),
+            _ => Err(format!("source {} changed since the dump", meta.origin)),
         },
-        Some(_) => None,
+        Some(_) => Ok(false),
     }
+}
+
+/// Why the archived module no longer matches its source, if it does not.
+pub fn staleness(meta: &ModuleMeta) -> Option<String> {
+    freshness(meta).err()
 }
 
 /// Why the recorded search could not be confirmed cheaply against `search`, if it could not.

@@ -41,6 +41,8 @@ struct ServeLog {
     /// The archive that served the first module (for its counters).
     served_from: Option<Py<Archive>>,
     regex_hook: Option<Py<RegexCompile>>,
+    /// Modules served after their source's digest was checked (their mtime moved).
+    revalidated: Vec<String>,
 }
 
 /// Held only while copying in or out, never across a call into Python (which may import, and
@@ -53,6 +55,7 @@ static LOG: Mutex<ServeLog> = Mutex::new(ServeLog {
     error: None,
     served_from: None,
     regex_hook: None,
+    revalidated: Vec::new(),
 });
 
 fn log() -> MutexGuard<'static, ServeLog> {
@@ -84,6 +87,18 @@ pub fn fallback(py: Python<'_>, name: &str, reason: &str) {
         }
     }
     say(py, 1, format_args!("{name}: imported normally: {reason}"));
+}
+
+/// The modules served only after their source's digest was checked, so far.
+pub fn revalidated() -> Vec<String> {
+    log().revalidated.clone()
+}
+
+/// Records a misconfiguration (the archive named but missing, say) and says it on stderr even
+/// at the default verbosity.
+pub fn misconfigured(py: Python<'_>, reason: &str) {
+    log().error = Some(reason.to_owned());
+    say(py, 0, format_args!("{reason}"));
 }
 
 /// Records that the archive cannot be used (the finder then answers nothing).
@@ -140,6 +155,7 @@ pub fn serve_log(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("prepared_ahead_ns", prepared_ahead_ns)?;
     d.set_item("prepared_unused", unused)?;
     d.set_item("prepared_unused_ns", unused_ns)?;
+    d.set_item("revalidated", PyList::new(py, revalidated())?)?;
     Ok(d)
 }
 
@@ -267,6 +283,10 @@ pub fn spec(
             return Ok(found.unbind());
         }
         say(py, 2, format_args!("{fullname}: search re-checked ({unverified})"));
+    }
+    if check.by_digest {
+        log().revalidated.push(fullname.to_owned());
+        say(py, 2, format_args!("{fullname}: source's mtime changed, its digest did not"));
     }
     let first = log().served_from.is_none();
     if first {
