@@ -58,6 +58,8 @@ MODE_SIDES = ("seed", "pycds")
 # CPython 3.15+ (PEP 810): `app` and `stdlib` also run with every import lazy, plainly and from
 # pycds's archive (the one traced from the eager run), interleaved with the other sides.
 LAZY_FLAG = ("-X", "lazy_imports=all")
+# AUTO (PYCDSMODE=AUTO) on `app` and `stdlib`: one cache for both, as in one environment.
+AUTO_WORKLOADS = ("app", "stdlib")
 LAZY_SIDES = ("plain-lazy", "pycds-lazy") if sys.version_info >= (3, 15) else ()
 RUN_TIMEOUT = 300.0
 # The `python -c pass` series (workloads `empty`, `empty-inactive`, `empty-scale-N`) are measured
@@ -187,6 +189,19 @@ def run_measured(argv, env, cwd, scratch, timeout=RUN_TIMEOUT, timing=True):
         except (OSError, ValueError, SyntaxError):
             res.stamps = None
     return res
+
+
+def wait_for_auto_writer(cache, timeout=120):
+    """Waits until AUTO's detached writer (if the run started one) has taken every record the
+    run left (`*.new*`) and let go of its lock in `cache`."""
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    while list(cache.glob("*.new*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for lock in cache.glob("*.lock"):
+        with open(lock) as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
 
 
 def phases(proc):
@@ -472,6 +487,8 @@ class Bench:
         self.results_dir = Path(args.results_dir).resolve()
         self.scratch = self.work / "tmp"
         self.lists_dir = self.work / "lists"
+        self.auto_cache = self.work / "auto-cache"
+        self.auto_first_cache = self.work / "auto-first-cache"
         self.archives_dir = self.work / "archives"
         for d in (self.work, self.scratch, self.lists_dir, self.archives_dir, self.results_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -506,7 +523,17 @@ class Bench:
         if r.rc != 0:
             raise RuntimeError(f"{wl.name}: module listing failed:\n{tail(r.stderr, 20, 3000)}")
         wl.prep["plain"] = {"modules_imported": len(read_modlist(wl.modlist))}
-        # 3. Trace, dump and check, for each side that has a mode.
+        # 3. AUTO's cache, warmed by this workload as `python -m cds warm` does in an image
+        #    build (twice: the second run archives what the first one's own exit imported).
+        if wl.name in AUTO_WORKLOADS and "pycds" not in self.venvs.unavailable:
+            for _ in range(2):
+                r = run_measured([self.py("pycds"), "-m", "cds", "warm", "--", str(wl.script)],
+                                 child_env({"PYCDS_CACHE_DIR": str(self.auto_cache)}), wl.cwd, self.scratch,
+                                 timing=False)
+                if r.rc != 0 or r.stdout != wl.reference:
+                    wl.failed["pycds-auto"] = f"warm failed (rc={r.rc}): {tail(r.stderr, 3, 300)}"
+                    break
+        # 4. Trace, dump and check, for each side that has a mode.
         for side in MODE_SIDES:
             if side in self.venvs.unavailable:
                 wl.prep[side] = {"unavailable": self.venvs.unavailable[side]}
@@ -657,6 +684,20 @@ class Bench:
                 extra = {} if base == "plain" else {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(wl.archives[base])}
                 self.add_job(jobs, f"{wl.name}/{side}", [self.py(base), *LAZY_FLAG, str(wl.script)],
                              child_env(extra), wl.cwd, wl.reference, meta)
+            # AUTO: the steady state (the warmed cache) and the first run (an empty cache each time)
+            if wl.name in AUTO_WORKLOADS:
+                for side, cache in (("pycds-auto", self.auto_cache), ("pycds-auto-first", self.auto_first_cache)):
+                    meta = {"workload": wl.name, "side": side, "kind": "run"}
+                    if self.skip_unavailable(f"{wl.name}/{side}", "pycds", meta):
+                        continue
+                    if "pycds-auto" in wl.failed:
+                        self.series[f"{wl.name}/{side}"] = {"samples": [], "failed": wl.failed["pycds-auto"], **meta}
+                        continue
+                    if side == "pycds-auto-first":
+                        meta["auto_first_cache"] = str(cache)
+                    self.add_job(jobs, f"{wl.name}/{side}", [self.py("pycds"), str(wl.script)],
+                                 child_env({"PYCDSMODE": "AUTO", "PYCDS_CACHE_DIR": str(cache)}), wl.cwd,
+                                 wl.reference, meta)
             # the exec-only floor (plain venv, code objects preloaded)
             self.add_job(jobs, f"{wl.name}/floor",
                          [self.py("plain"), str(TOOLS / "floor.py"), str(wl.modlist), str(wl.script)],
@@ -691,6 +732,11 @@ class Bench:
                     continue
                 extra = {"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(img)}
             self.add_job(jobs, f"empty/{side}", [self.py(side), "-c", "pass"], child_env(extra),
+                         self.scratch, "", meta)
+        meta = {"workload": "empty", "side": "pycds-auto", "kind": "empty"}
+        if not self.skip_unavailable("empty/pycds-auto", "pycds", meta):
+            self.add_job(jobs, "empty/pycds-auto", [self.py("pycds"), "-c", "pass"],
+                         child_env({"PYCDSMODE": "AUTO", "PYCDS_CACHE_DIR": str(self.auto_cache)}),
                          self.scratch, "", meta)
         for side in MODE_SIDES:
             meta = {"workload": "empty-inactive", "side": side, "kind": "empty"}
@@ -741,7 +787,13 @@ class Bench:
                 os.unlink(s["cleanup"])
             except FileNotFoundError:
                 pass
+        if s.get("auto_first_cache"):
+            shutil.rmtree(s["auto_first_cache"], ignore_errors=True)
         p = run_measured(argv, env, cwd, self.scratch)
+        if s.get("auto_first_cache"):
+            # The detached writer is not part of the run; let it finish before anything else
+            # is measured, so that it adds no noise to the other series.
+            wait_for_auto_writer(Path(s["auto_first_cache"]))
         if p.rc != 0 or p.stdout != expect:
             why = f"rc={p.rc}" if p.rc != 0 else f"printed {tail(p.stdout, 1, 120)!r}"
             s["failed"] = f"failed in round {r + 1} ({why}): {tail(p.stderr, 3, 300)}"
@@ -1105,6 +1157,32 @@ def render_markdown(res):
              cell(c, "imports"), cell(n, "imports"), cell(f, "imports"),
              fmt_ratio(ratio(n.get("imports"), f and f.get("imports")))])
     a("")
+    if any(st.get(f"{w}/pycds-auto") for w in wls):
+        a("## AUTO (PYCDSMODE=AUTO)")
+        a("")
+        a("`pycds-auto`: the steady state, from one cache that `python -m cds warm` filled with both "
+          "workloads (one archive per environment, as AUTO keeps it); `first run`: AUTO with an empty "
+          "cache each time (the run records what it imports; its detached writer, not timed, finishes "
+          "before the next series runs). SHARE is the explicit archive traced from this workload alone.")
+        a("")
+        row(["workload", "plain", "SHARE", "AUTO steady", "AUTO first run", "AUTO / SHARE",
+             "AUTO / plain", "first run / plain"])
+        row(["---"] * 8)
+        for w in wls:
+            p, c, au, fi = (st.get(f"{w}/{x}") for x in ("plain", "pycds", "pycds-auto", "pycds-auto-first"))
+            if not au:
+                continue
+            wall = lambda x: x and x.get("wall")  # noqa: E731
+            row([w, cell(p, "wall"), cell(c, "wall"), cell(au, "wall"), cell(fi, "wall"),
+                 fmt_ratio(ratio(wall(au), wall(c))), fmt_ratio(ratio(wall(au), wall(p))),
+                 fmt_ratio(ratio(wall(fi), wall(p)))])
+        e_share, e_auto = st.get("empty/pycds") or {}, st.get("empty/pycds-auto") or {}
+        if e_share.get("paired_diff") is not None and e_auto.get("paired_diff") is not None:
+            a("")
+            a(f"`python -c pass` with AUTO active: {e_auto['paired_diff'] * 1e3:+.2f} ms over plain "
+              f"(paired), against {e_share['paired_diff'] * 1e3:+.2f} ms for SHARE with the app's archive: "
+              f"AUTO costs {(e_auto['paired_diff'] - e_share['paired_diff']) * 1e3:+.2f} ms more.")
+        a("")
     if any(st.get(f"{w}/plain-lazy") for w in wls):
         a("## Lazy imports (PEP 810)")
         a("")
@@ -1344,6 +1422,12 @@ def print_summary(res):
             elif s.get("failed"):
                 parts.append(f"{x} FAILED")
         print(f"  {w:<12} " + "   ".join(parts))
+    for w in res["workloads"]:
+        share, au, fi = ((st.get(f"{w}/{x}") or {}).get("wall") for x in ("pycds", "pycds-auto", "pycds-auto-first"))
+        base = (st.get(f"{w}/plain") or {}).get("wall")
+        if au and share and fi and base:
+            print(f"  {w:<12} AUTO: steady {au[1] * 1e3:8.1f} [{ratio(au, share):.3f}x SHARE]   "
+                  f"first run {fi[1] * 1e3:8.1f} [{ratio(fi, base):.3f}x plain]")
     for w in res["workloads"]:
         lazy = [(x, (st.get(f"{w}/{x}") or {}).get("wall")) for x in LAZY_SIDES]
         if all(v for _, v in lazy) and lazy:
