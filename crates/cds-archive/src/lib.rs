@@ -9,6 +9,8 @@
 //! any byte string (a truncated, corrupt or foreign file) yields an error, never a panic or an
 //! out-of-bounds access. See `docs/format.md` for the byte-level specification.
 
+#![forbid(unsafe_code)]
+
 mod addrmap;
 mod error;
 pub mod fuzzing;

@@ -151,9 +151,9 @@ mod tests {
 
     #[test]
     fn offsets_and_addresses_follow_the_parts() {
-        let mut a = vec![0u8; 32];
-        let mut c = vec![0u8; 16];
-        let mut b = vec![0u8; 16];
+        let mut a = [0u8; 32];
+        let mut c = [0u8; 16];
+        let mut b = [0u8; 16];
         let mut p = Parts::new((&mut a[..], 0x1000), (&mut c[..], 0x5000), (&mut b[..], 0x9000));
         assert_eq!((p.len(), p.cold_start(), p.split()), (64, 32, 48));
         assert!(p.set_word(8, 7) && p.set_word(32, 5) && p.set_word(48, 9) && p.set_word(56, 11));

@@ -107,13 +107,13 @@ impl Header {
         if !ordered {
             return Err(FormatError::OutOfBounds("section layout"));
         }
-        if hd.objects_off % PAGE_SIZE != 0 || hd.preferred_base % PAGE_SIZE != 0 {
+        if !hd.objects_off.is_multiple_of(PAGE_SIZE) || !hd.preferred_base.is_multiple_of(PAGE_SIZE) {
             return Err(FormatError::OutOfBounds("section alignment"));
         }
         let region_fits = |off: u64, len: u64| {
             off.checked_add(len).is_some_and(|end| end <= hd.objects_len)
-                && off % PAGE_SIZE == 0
-                && len % PAGE_SIZE == 0
+                && off.is_multiple_of(PAGE_SIZE)
+                && len.is_multiple_of(PAGE_SIZE)
         };
         if !region_fits(hd.run_once_off, hd.run_once_len) {
             return Err(FormatError::OutOfBounds("run-once region"));
@@ -136,7 +136,8 @@ impl Header {
         if hd.intern_count >= MAX_INTERN_COUNT || hd.intern_count as u64 * STRING_RECORD_SIZE as u64 > hd.strings_len {
             return Err(FormatError::OutOfBounds("interned strings table size"));
         }
-        if hd.keyed_off % KEYED_ALIGN != 0 || hd.keyed_count as u64 * KEYED_RECORD_SIZE as u64 > hd.keyed_len {
+        if !hd.keyed_off.is_multiple_of(KEYED_ALIGN) || hd.keyed_count as u64 * KEYED_RECORD_SIZE as u64 > hd.keyed_len
+        {
             return Err(FormatError::OutOfBounds("keyed records table size"));
         }
         Ok(hd)
@@ -302,13 +303,13 @@ impl<'a> Archive<'a> {
         let ro_off = rd_u64(e, E_RUN_ONCE_PART_OFF);
         let cold = rd_u64(e, E_COLD_OFF);
         let cold_off = rd_u64(e, E_COLD_PART_OFF);
-        if obj_len < 8 || root >= obj_len || root % 8 != 0 {
+        if obj_len < 8 || root >= obj_len || !root.is_multiple_of(8) {
             return Err(FormatError::OutOfBounds("module objects"));
         }
-        if run_once > obj_len || run_once % OBJECT_ALIGN != 0 {
+        if run_once > obj_len || !run_once.is_multiple_of(OBJECT_ALIGN) {
             return Err(FormatError::OutOfBounds("run-once objects"));
         }
-        if cold > run_once || cold % OBJECT_ALIGN != 0 {
+        if cold > run_once || !cold.is_multiple_of(OBJECT_ALIGN) {
             return Err(FormatError::OutOfBounds("cold objects"));
         }
         // Each part inside the objects section, aligned, the three apart; the first part in
@@ -543,7 +544,7 @@ impl<'a> Entry<'a> {
             let slot = rd_u32(c, 0);
             let kind = FixupKind::decode(rd_u32(c, 4))
                 .ok_or_else(|| FormatError::BadRelocation(format!("malformed fix-up record in {name}")))?;
-            if slot % 8 != 0 || slot as u64 + 8 > len {
+            if !slot.is_multiple_of(8) || slot as u64 + 8 > len {
                 return Err(FormatError::BadRelocation(format!("fix-up slot {slot} outside {name}")));
             }
             Ok(Fixup { slot, kind })

@@ -158,10 +158,10 @@ impl ArchiveBuilder {
         if len == 0 || m.root >= len {
             return Err(FormatError::OutOfBounds("root object"));
         }
-        if m.run_once > len || m.run_once % OBJECT_ALIGN != 0 {
+        if m.run_once > len || !m.run_once.is_multiple_of(OBJECT_ALIGN) {
             return Err(FormatError::OutOfBounds("run-once objects"));
         }
-        if m.cold > m.run_once || m.cold % OBJECT_ALIGN != 0 {
+        if m.cold > m.run_once || !m.cold.is_multiple_of(OBJECT_ALIGN) {
             return Err(FormatError::OutOfBounds("cold objects"));
         }
         for r in &m.relocs {
@@ -201,7 +201,7 @@ impl ArchiveBuilder {
     /// imported together share pages: their first parts (each followed by its run-once part when
     /// those are not pooled), then the cold region with every module's cold part, then the
     /// run-once region.
-    fn place_objects(&self) -> (Vec<[u64; 3]>, u64, (u64, u64), (u64, u64)) {
+    fn place_objects(&self) -> Placement {
         let mut placed = Vec::with_capacity(self.modules.len());
         let mut cursor = 0u64;
         for m in &self.modules {
@@ -233,7 +233,7 @@ impl ArchiveBuilder {
         } else {
             (0, 0)
         };
-        (placed, cursor, cold, run_once)
+        Placement { parts: placed, objects_len: cursor, cold, run_once }
     }
 
     /// Lays the archive out and returns its bytes.
@@ -255,7 +255,7 @@ impl ArchiveBuilder {
             /// Offsets in the objects section of the module's three parts.
             parts: [u64; 3],
         }
-        let (offsets, objects_len, cold_region, region) = self.place_objects();
+        let Placement { parts: offsets, objects_len, cold: cold_region, run_once: region } = self.place_objects();
         // Per region page, how many modules' run-once parts lie on it; each module records the
         // counts of the pages where its part begins and ends.
         let part_pages = |m: &ModuleInput, at: u64| {
@@ -510,7 +510,7 @@ fn split_parts(m: &ModuleInput) -> [&[u8]; 3] {
 }
 
 fn check_slot(slot: u32, len: u64) -> Result<(), FormatError> {
-    if slot % 8 != 0 || slot as u64 + 8 > len {
+    if !slot.is_multiple_of(8) || slot as u64 + 8 > len {
         return Err(FormatError::BadRelocation(format!("slot {slot} misaligned or outside module of {len} bytes")));
     }
     Ok(())
@@ -523,4 +523,13 @@ fn push(blob: &mut Vec<u8>, bytes: &[u8]) -> Result<(u32, u32), FormatError> {
     }
     blob.extend_from_slice(bytes);
     Ok((off as u32, bytes.len() as u32))
+}
+
+/// Where the objects section puts things (see `ArchiveBuilder::place_objects`): each module's
+/// three parts, the section's length, and the cold and run-once regions (offset, length).
+struct Placement {
+    parts: Vec<[u64; 3]>,
+    objects_len: u64,
+    cold: (u64, u64),
+    run_once: (u64, u64),
 }

@@ -590,7 +590,7 @@ fn cold_parts_are_pooled_in_the_cold_region_and_relocated_with_the_module() {
     let bytes = b.build().unwrap().0;
     let a = Archive::parse(&bytes, bytes.len() as u64).unwrap();
     let h = a.header.clone();
-    assert!(h.cold_len > 0 && h.cold_off % PAGE_SIZE == 0 && h.cold_len % PAGE_SIZE == 0);
+    assert!(h.cold_len > 0 && h.cold_off.is_multiple_of(PAGE_SIZE) && h.cold_len.is_multiple_of(PAGE_SIZE));
     let (cold_region, ro_region) = (h.cold_region(), h.run_once_region());
     assert!(cold_region.1 <= ro_region.0, "the cold region comes before the run-once region");
     let in_file = |(s, e): (u64, u64)| (h.objects_off + s, h.objects_off + e);

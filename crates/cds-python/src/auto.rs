@@ -215,8 +215,8 @@ fn touch_used(auto: &Auto) {
         .and_then(|m| m.modified())
         .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 3600));
     if !fresh {
-        let _ = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&used);
-        let _ = std::fs::File::options().write(true).open(&used).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&used);
+        let _ = file.and_then(|f| f.set_modified(std::time::SystemTime::now()));
     }
 }
 

@@ -3,6 +3,8 @@
 //! resolves interpreter externals (`externals`). Layout facts come from `layout`, generated from
 //! the interpreter's headers at build time. The Python package `cds` drives it.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod auto;
 mod code_versions;
 mod copier;

@@ -667,6 +667,9 @@ impl LoadedArchive {
     /// lock before any of its objects reached the interpreter (or holds the GIL), so no other
     /// reference into its bytes is in use. The three parts lie in the objects section and apart
     /// (checked by `Archive::entry`), so the three slices do not alias.
+    // The bytes are the mapping's, not `self`'s: exclusive access to them comes from claiming
+    // the module (the contract above), not from a borrow of `self`.
+    #[allow(clippy::mut_from_ref)]
     unsafe fn parts_mut(&self, entry: &Entry) -> Parts<&mut [u8]> {
         let base = self.map.addr();
         let [first, cold, run_once] = entry.part_ranges().map(|(start, end)| {

@@ -130,7 +130,11 @@ impl Mapping {
     /// `MADV_DONTNEED` on `[start, start + len)`: the one way both of the above drop pages.
     /// Private: what makes it safe is each caller's contract.
     fn drop_pages(&self, start: usize, len: usize) {
-        assert!(start % PAGE == 0 && len % PAGE == 0 && start.checked_add(len).is_some_and(|e| e <= self.len));
+        assert!(
+            start.is_multiple_of(PAGE)
+                && len.is_multiple_of(PAGE)
+                && start.checked_add(len).is_some_and(|e| e <= self.len)
+        );
         // SAFETY: inside our own private mapping (asserted above). MADV_DONTNEED on a private
         // file mapping discards only this process's copies and page-table entries: the range
         // then reads as the file again. That nothing still needs what those copies held is the

@@ -160,7 +160,7 @@ impl Validated<'_> {
 /// The kind recorded in `kinds` (per 16-byte unit: 0 where no object starts, else 1 + the kind)
 /// for the object starting at `off`, if one does.
 fn kind_in(kinds: &[u8], off: u64) -> Option<Kind> {
-    if off % 16 != 0 {
+    if !off.is_multiple_of(16) {
         return None;
     }
     match *kinds.get((off / 16) as usize)? {
