@@ -16,7 +16,7 @@ echo "== building and installing pycds into $VENV"
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps .
 echo "== lints: cargo fmt --check, clippy -D warnings"
 cargo fmt --all --check
-cargo clippy -q --workspace --all-targets -- -D warnings
+PYO3_PYTHON="$(command -v "$PY")" cargo clippy -q --workspace --all-targets -- -D warnings
 echo "== cargo tests (archive format crate)"
 cargo test -q -p cds-archive
 echo "== pytest"
