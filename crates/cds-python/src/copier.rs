@@ -438,7 +438,7 @@ impl Copier<'_> {
             )
         };
         let compact = state & layout::STR_STATE_COMPACT != 0;
-        let ready = layout::STR_STATE_READY == 0 || state & layout::STR_STATE_READY != 0;
+        let ready = layout::has_bits(state, layout::STR_STATE_READY);
         if !compact || !ready || length < 0 {
             return Err("non-compact string constant".into());
         }

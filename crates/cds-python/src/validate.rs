@@ -394,7 +394,7 @@ impl<'a> Validator<'a> {
         let length = self.word(off + layout::STR_LENGTH as u64)? as i64;
         let kind = layout::state_field(state, layout::STR_STATE_KIND) as usize;
         let ascii = state & layout::STR_STATE_ASCII != 0;
-        let ready = layout::STR_STATE_READY == 0 || state & layout::STR_STATE_READY != 0;
+        let ready = layout::has_bits(state, layout::STR_STATE_READY);
         let ok = state & layout::STR_STATE_COMPACT != 0
             && ready
             && state & layout::STR_STATE_INTERNED == 0
