@@ -280,7 +280,7 @@ def _mount(*args):
 def tmpfs(tmp_path):
     point = tmp_path / "mnt"
     point.mkdir()
-    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(point)):
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(point)):
         pytest.skip("mounting a tmpfs needs root")
     yield point
     subprocess.run(["umount", "-l", str(point)])
