@@ -311,11 +311,10 @@ def test_full_file_system_keeps_the_old_archive(project, tmpfs):
     [archive] = auto.archives()
     before = archive.read_bytes()
     filler = tmpfs / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * (64 << 10))
-                f.flush()
         except OSError:
             pass
     project.write("big.py", "DATA = " + repr("y" * 500_000) + "\n")
