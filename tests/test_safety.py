@@ -177,6 +177,26 @@ def test_bad_archive_runs_normally_with_one_clear_line(project, label):
         assert "format version 99" in lines[0]
 
 
+def test_archive_of_another_pycds_build_names_the_build(project):
+    """An archive made by another pycds build for the same interpreter (a wheel's archive
+    opened by a source build, say) is refused with both pycds builds named, not the layouts."""
+    make(project)
+    a = Archive(bytearray(project.archive.read_bytes()))
+    producer = a.blob(0, a.h("producer_len")).decode()
+    assert "; pycds " in producer and ", layouts " in producer, producer
+    mine = producer.rsplit(", layouts ", 1)[1]
+    other = producer[: -len(mine)] + "0" * len(mine)
+    off = a.h("blob_off")
+    a.b[off:off + len(producer)] = other.encode()
+    a.b[16:48] = bytes(x ^ 0xFF for x in a.b[16:48])  # the fingerprint of that other build
+    a.fix_header_crc()
+    project.archive.write_bytes(bytes(a.b))
+    loud = project.share("main.py", PYCDSVERBOSE="1")
+    assert loud.stdout == project.plain("main.py").stdout
+    line = [ln for ln in loud.stderr.splitlines() if "another interpreter or build" in ln][0]
+    assert f"by pycds {other.split('; pycds ')[1]}, not this pycds {producer.split('; pycds ')[1]}" in line, line
+
+
 def test_stale_archive_module_never_runs_old_code(project):
     """Edit a module in place many times: every run prints the current source's value."""
     make(project)

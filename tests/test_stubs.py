@@ -8,7 +8,9 @@ from pathlib import Path
 
 from pycds_testing import run
 
-STUB = Path(__file__).resolve().parent.parent / "python" / "cds" / "_cds.pyi"
+import cds  # noqa: E402  (the installed package: its stub is what users' type checkers read)
+
+STUB = Path(cds.__file__).resolve().parent / "_cds.pyi"
 
 
 def stub_names():

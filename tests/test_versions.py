@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pycds_testing import run
+from pycds_testing import base_env, run
 
 HOT = '''
 import dis
@@ -175,3 +175,26 @@ def test_build_refuses_an_untested_version(version, tmp_path):
                        timeout=600, env=dict(os.environ, PYO3_CONFIG_FILE=str(config), CARGO_TARGET_DIR=str(target)))
     assert p.returncode != 0
     assert f"pycds is not built for CPython {version}: it supports only the versions it is tested on" in p.stderr
+
+
+@pytest.mark.parametrize("fact", ["code", "str", "tuple"])
+def test_a_build_for_other_layouts_stays_off(project, fact):
+    """The build guard: an extension whose compiled-in facts do not match the interpreter that
+    loads it (here made wrong on purpose, as a wheel installed into the wrong build would be)
+    does nothing: one line on stderr, `cds.info()['error']`, a normal run."""
+    project.write("mod_x.py", "X = ('x', 1)\n")
+    project.write("main.py", "import mod_x\nprint(mod_x.X)\n")
+    project.build("main.py")
+    plain = project.plain("main.py").stdout
+    info, good = project.info("main.py")
+    assert "mod_x" in info["served"] and good.stdout == plain
+    for mode in ({"PYCDSMODE": "SHARE", "PYCDSARCHIVE": str(project.archive)}, {"PYCDSMODE": "AUTO"}):
+        proc = run(["main.py"], cwd=project.root, env=base_env(
+            PYCDS_TEST_WRONG_BUILD_FACT=fact, PYCDS_CACHE_DIR=str(project.root / "cache"), **mode))
+        assert proc.stdout == plain and proc.returncode == 0
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("pycds: this pycds build does not match"), proc.stderr
+        assert f"built for {fact} objects" in lines[0]
+    info, bad = project.info("main.py", PYCDS_TEST_WRONG_BUILD_FACT=fact)
+    assert bad.stdout == plain and info["served"] == [] and "does not match" in info["error"]
+    assert not (project.root / "cache").exists()

@@ -50,6 +50,31 @@ fn main() {
     let digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
     std::fs::write(out_dir.join("layout_digest.rs"), format!("{digest:?}")).expect("write layout_digest.rs");
     println!("cargo:rustc-env=PYCDS_PYTHON_INCLUDE={include}");
+    write_build_facts(&python, &out_dir);
+}
+
+/// What the interpreter this extension is built with reports of itself at run time: its
+/// version and the instance sizes of the types archives hold. The extension compares them with
+/// the interpreter that loads it (`guard.rs`), so that a wheel loaded into another build of the
+/// same version with other layouts stays off instead of crashing.
+fn write_build_facts(python: &str, out_dir: &std::path::Path) {
+    let script = r#"
+import sys, types
+kinds = [("str", str), ("bytes", bytes), ("tuple", tuple), ("int", int), ("float", float),
+         ("complex", complex), ("code", types.CodeType), ("slice", slice)]
+print("pub const BUILD_VERSION: (u32, u32) = (%d, %d);" % sys.version_info[:2])
+print("pub const BUILD_TYPE_SIZES: &[(&str, usize, usize)] = &[")
+for name, t in kinds:
+    print('    ("%s", %d, %d),' % (name, t.__basicsize__, t.__itemsize__))
+print("];")
+"#;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} to read its type sizes: {e}"));
+    assert!(out.status.success(), "{python} failed to report its type sizes");
+    let text = String::from_utf8(out.stdout).expect("utf-8 output");
+    std::fs::write(out_dir.join("build_facts.rs"), text).expect("write build_facts.rs");
 }
 
 /// The CPython versions pycds is built and tested on (CI runs the whole suite on each).

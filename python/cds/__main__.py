@@ -5,7 +5,7 @@ import os
 import sys
 
 _EPILOG = """\
-examples:
+examples (`pycds` is the same command):
   python -m cds run -- app.py --flag                   run app.py in AUTO mode (archive kept in the cache)
   python -m cds warm -- app.py                         run app.py, return once its archive is written
   python -m cds cache list                             the cached archives; also `clear`, `prune`
@@ -171,26 +171,49 @@ def cmd_inspect(ns, parser):
 
 
 def main(argv=None):
+    """The `pycds` console script and `python -m cds`. Output to a pipe closed early
+    (`pycds inspect --modules | head`) ends the command quietly."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # here, so that a reader gone early is met inside the try
+        return status
+    except BrokenPipeError:
+        # Python's own advice: point stdout at /dev/null so that the flush at exit does not
+        # raise again, and exit with status 1.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _prog():
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "pycds" if name == "pycds" else "python -m cds"
+
+
+def _main(argv=None):
+    from cds import __version__
+
     parser = argparse.ArgumentParser(
-        prog="python -m cds",
+        prog=_prog(),
         description="pycds: trace a program's imports, dump them into an archive, and run "
                     "programs that import from the archive.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"pycds {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser("trace", help="run a program and record the modules it imports")
     p.add_argument("-o", "--output", required=True, help="module list to write")
     p.add_argument("--append", action="store_true", help="append to the list instead of replacing it")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="say how many modules were traced")
     p.add_argument("python_args", nargs=argparse.REMAINDER, help="-- then the interpreter's arguments")
     p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("dump", help="write an archive from a module list")
-    p.add_argument("list")
-    p.add_argument("archive")
+    p.add_argument("list", help="the module list (from trace, or one module name per line)")
+    p.add_argument("archive", help="the archive to write (replaced atomically)")
     p.add_argument("-v", "--verbose", action="store_true", help="name each skipped module")
     p.set_defaults(func=cmd_dump)
 
@@ -213,7 +236,7 @@ def main(argv=None):
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("inspect", help="describe an archive: fingerprint, modules, regular expressions, sizes, stale entries")
-    p.add_argument("archive")
+    p.add_argument("archive", help="the archive to describe")
     p.add_argument("--modules", action="store_true", help="list every module")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_inspect)

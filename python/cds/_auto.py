@@ -5,8 +5,9 @@ from it, and at exit calls :func:`at_exit` only when some module was imported no
 Files of one archive ``<cache>/<name>.img`` (one per interpreter build and environment):
 
 - ``<name>.lst``: the module list the archive was last written from (JSON lines);
-- ``<name>.new``: records appended by processes at exit (one ``write`` each, ``O_APPEND``),
-  taken by the next writer (renamed to ``<name>.new.<pid>`` while it works);
+- ``<name>.new``: one record per process that imported modules normally, appended at exit
+  (one ``write`` each, ``O_APPEND``), taken by the next writer (renamed to
+  ``<name>.new.<pid>`` while it works), which expands it into trace records;
 - ``<name>.json``: what the writer knows: the interpreter and environment, modules that could
   not be archived, modules that change at every refresh (backed off), the time of the write;
 - ``<name>.lock``: held (``flock``) by the one writer at work; others do not wait;
@@ -62,65 +63,74 @@ def _stat_key(origin):
 # At exit, in the program's process.
 
 
-def _search_of(name):
-    """The search locations a normal import of ``name`` uses now: the parent's ``__path__``,
-    or ``sys.path`` for a top-level module."""
-    parent = name.rpartition(".")[0]
-    if parent:
-        path = getattr(sys.modules.get(parent), "__path__", None)
-        return [p for p in (path or []) if isinstance(p, str)]
-    return [p for p in sys.path if isinstance(p, str)]
-
-
-def _records(names, known):
-    """Trace lines for the modules ``names`` (in ``sys.modules``), skipping those the writer
-    found it cannot archive (unchanged since) and those it backed off."""
-    from cds._trace import trace_line
-
+def _process_record(names, known):
+    """One record of what this process imported normally, as cheap to make as can be (the
+    program waits for it): the modules' names, origins and package flags, the search
+    locations a normal import uses now (``sys.path`` once, each parent package's
+    ``__path__``), and the patterns in ``re``'s caches. The writer turns it into trace records
+    (`_expand`). Modules the writer could not archive (unchanged since) and those it backed
+    off are left out. ``None`` when nothing is left."""
     now = time.time()
-    lines = []
+    volatile, skipped = known.get("volatile", {}), known.get("skipped", {})
+    modules, packages = [], {}
     for name in names:
-        module = sys.modules.get(name)
-        spec = getattr(module, "__spec__", None)
+        spec = getattr(sys.modules.get(name), "__spec__", None)
         origin = getattr(spec, "origin", None)
-        if not isinstance(origin, str):
+        if not isinstance(origin, str) or volatile.get(name, 0) > now:
             continue
-        if known.get("volatile", {}).get(name, 0) > now:
+        if name in skipped and skipped[name][:2] == _stat_key(origin):
             continue
-        key = _stat_key(origin)
-        if key is None or known.get("skipped", {}).get(name, [None, None])[:2] == key:
-            continue
-        is_package = spec.submodule_search_locations is not None
-        lines.append(trace_line(name, origin, is_package, _search_of(name), key[0], key[1]))
-    return lines
+        parent = name.rpartition(".")[0]
+        if parent and parent not in packages:
+            path = getattr(sys.modules.get(parent), "__path__", None) or []
+            packages[parent] = [p for p in path if isinstance(p, str)]
+        modules.append([name, origin, spec.submodule_search_locations is not None])
+    if not modules:
+        return None
+    return {"process": {"path": [p for p in sys.path if isinstance(p, str)], "packages": packages,
+                        "modules": modules, "regexes": _regexes()}}
 
 
-def _regex_records():
-    """Trace lines for the patterns in ``re``'s own caches (what this process compiled most
-    recently), which the archive can hold compiled."""
+def _regexes():
+    """``[pattern, is_bytes, flags]`` for the patterns in ``re``'s own caches (what this process
+    compiled most recently), which the archive can hold compiled (a ``bytes`` pattern as latin-1
+    text)."""
     re = sys.modules.get("re")
     if re is None:
         return []
-    from cds._trace import regex_line
-
-    keys = []
+    out, seen = [], set()
     for cache in ("_cache2", "_cache"):
-        keys.extend(getattr(re, cache, None) or ())
-    lines, seen = [], set()
-    for key in keys:
-        if not (isinstance(key, tuple) and len(key) == 3) or key in seen or len(lines) >= MAX_REGEXES:
-            continue
-        seen.add(key)
-        kind, pattern, flags = key
-        try:
-            if kind is bytes:
-                lines.append(regex_line(pattern.decode("latin-1"), True, int(flags)))
-            elif kind is str:
-                pattern.encode("utf-8")
-                lines.append(regex_line(pattern, False, int(flags)))
-        except (UnicodeError, TypeError, ValueError):
-            continue
-    return lines
+        for key in list(getattr(re, cache, None) or ()):
+            if not (isinstance(key, tuple) and len(key) == 3) or key in seen or len(out) >= MAX_REGEXES:
+                continue
+            seen.add(key)
+            kind, pattern, flags = key
+            try:
+                if kind is bytes:
+                    out.append([pattern.decode("latin-1"), True, int(flags)])
+                elif kind is str:
+                    pattern.encode("utf-8")
+                    out.append([pattern, False, int(flags)])
+            except (UnicodeError, TypeError, ValueError):
+                continue
+    return out
+
+
+def _expand(record):
+    """The trace records (dicts, as ``cds.dump.read_list`` reads them) of a process record; the
+    sources' stats are taken now."""
+    proc = record["process"]
+    out = []
+    for name, origin, is_package in proc.get("modules", []):
+        parent = name.rpartition(".")[0]
+        search = proc["packages"].get(parent, []) if parent else proc.get("path", [])
+        key = _stat_key(origin)
+        if key is not None:
+            out.append({"name": name, "origin": origin, "package": bool(is_package), "search": search,
+                        "mtime_ns": key[0], "size": key[1]})
+    for pattern, is_bytes, flags in proc.get("regexes", []):
+        out.append({"regex": pattern, "bytes": bool(is_bytes), "flags": flags})
+    return out
 
 
 def at_exit(normal, revalidated):
@@ -135,14 +145,17 @@ def at_exit(normal, revalidated):
     base = _base(archive)
     exists = os.path.isfile(archive)
     known = _read_json(base + ".json")
-    lines = _records(list(normal) + [n for n in revalidated if n not in normal], known)
-    if not lines:
+    record = _process_record(list(normal) + [n for n in revalidated if n not in normal], known)
+    if record is None:
         return
-    lines += _regex_records()
-    why = f"{len(lines)} new records" if exists else "no archive yet"
+    import json
+
+    count = len(record["process"]["modules"])
+    why = f"{count} modules imported normally" if exists else "no archive yet"
     _state["refresh"] = why
     _cds.say(1, f"AUTO: refresh of {archive} scheduled ({why})")
-    data = "".join(lines).encode("utf-8", "surrogateescape")
+    # One line (ASCII: every line separator inside is escaped), one write.
+    data = (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
     fd = os.open(base + ".new", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)
@@ -357,7 +370,9 @@ def _read_records(path):
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(rec, dict) and ("name" in rec or "regex" in rec):
+                if isinstance(rec, dict) and isinstance(rec.get("process"), dict):
+                    out += _expand(rec)
+                elif isinstance(rec, dict) and ("name" in rec or "regex" in rec):
                     out.append(rec)
     except OSError:
         pass

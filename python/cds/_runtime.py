@@ -111,6 +111,11 @@ def activate():
     if not mode:
         return
     _state["mode"] = mode
+    refused = _cds.build_guard()
+    if refused is not None:
+        _state["error"] = refused
+        _say(0, refused)
+        return
     try:
         if mode == "TRACE":
             from cds import _trace

@@ -127,6 +127,10 @@ pub fn boot(py: Python<'_>) {
     if BOOT_CALLED.swap(true, Relaxed) {
         return;
     }
+    if let Err(why) = crate::guard::check(py) {
+        serve::misconfigured(py, &why);
+        return;
+    }
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let archive = var("PYCDSARCHIVE");
     let mode = var("PYCDSMODE").trim().to_ascii_uppercase();

@@ -6,7 +6,23 @@ use sha2::{Digest, Sha256};
 
 use crate::layout;
 
-/// `(fingerprint, description)` of the running interpreter. Must be called with the GIL held.
+/// What an archive records as its producer: the interpreter's description, then this pycds
+/// build (version, archive format, and a digest of the layout facts it was compiled with), so
+/// that a refusal can say which of the two differs.
+pub fn producer(description: &str) -> String {
+    let layouts: String = layout::LAYOUT_DIGEST[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{description}{PYCDS_SEPARATOR}{}, format {}, layouts {layouts}",
+        env!("CARGO_PKG_VERSION"),
+        cds_archive::FORMAT_VERSION
+    )
+}
+
+/// Between the interpreter and the pycds build in a producer string.
+pub const PYCDS_SEPARATOR: &str = "; pycds ";
+
+/// `(fingerprint, producer)` of the running interpreter and this build (see [`producer`]).
+/// Must be called with the GIL held.
 pub fn current() -> ([u8; 32], String) {
     // SAFETY: Py_GetVersion returns a static NUL-terminated string; `Py_OptimizeFlag` is read
     // through the sys.flags struct sequence, a live object, with the GIL held by the caller.
@@ -29,7 +45,7 @@ pub fn current() -> ([u8; 32], String) {
     h.update(if cfg!(target_endian = "little") { b"le" } else { b"be" });
     h.update((std::mem::size_of::<usize>() as u32).to_le_bytes());
     h.update(layout::LAYOUT_DIGEST);
-    (h.finalize().into(), description)
+    (h.finalize().into(), producer(&description))
 }
 
 /// `sys.flags.optimize`: code compiled under -O differs, so it is part of the fingerprint.

@@ -11,6 +11,7 @@ mod copier;
 mod externals;
 mod finder;
 mod fingerprint;
+mod guard;
 mod hooks;
 mod layout;
 mod loader;
@@ -82,7 +83,8 @@ impl Archive {
     /// Maps the archive at `path`. Raises `ArchiveError` (with the reason) if it is missing,
     /// unreadable, truncated, corrupt or made by another interpreter.
     #[new]
-    fn new(path: &str) -> PyResult<Self> {
+    fn new(py: Python<'_>, path: &str) -> PyResult<Self> {
+        guard::check(py).map_err(err)?;
         LoadedArchive::open(path).map(|inner| Archive { inner: inner.into() }).map_err(err)
     }
 
@@ -194,13 +196,14 @@ struct ArchiveWriter {
 #[pymethods]
 impl ArchiveWriter {
     #[new]
-    fn new() -> Self {
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        guard::check(py).map_err(err)?;
         let (fp, description) = fingerprint::current();
         let mut builder = ArchiveBuilder::new(fp, &description, PREFERRED_BASE);
         // Only where the loader can tell that run-once objects are dead (reference counts that
         // move) is it worth pooling them in a region of their own.
         builder.pool_run_once(loader::CAN_RELEASE_RUN_ONCE);
-        ArchiveWriter { builder: Some(builder), code_count: 0 }
+        Ok(ArchiveWriter { builder: Some(builder), code_count: 0 })
     }
 
     /// Archives module `name` from its code object. `search` lists the search locations, in
@@ -377,6 +380,7 @@ fn _cds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     for f in [
         wrap_pyfunction!(finder::boot, m)?,
         wrap_pyfunction!(finder::booted, m)?,
+        wrap_pyfunction!(guard::build_guard, m)?,
         wrap_pyfunction!(auto::auto_config, m)?,
         wrap_pyfunction!(auto::auto_imported_normally, m)?,
         wrap_pyfunction!(auto_start, m)?,

@@ -307,13 +307,23 @@ impl LoadedArchive {
         let producer = view.producer();
         let (fp, me) = fingerprint::current();
         if view.header.fingerprint != fp {
-            return Err(if producer == me {
+            let split = |p: &str| match p.split_once(fingerprint::PYCDS_SEPARATOR) {
+                Some((interp, build)) => (interp.to_owned(), format!("pycds {build}")),
+                None => (p.to_owned(), "an older pycds".to_owned()),
+            };
+            let ((their_interp, their_build), (my_interp, my_build)) = (split(&producer), split(&me));
+            return Err(if their_interp != my_interp {
+                format!("{path} was made by another interpreter or build: made by {their_interp}; this is {my_interp}")
+            } else if their_build != my_build {
                 format!(
-                    "{path} was made by another interpreter or build: made by {producer}, like this \
-                     one, but with other struct layouts (another pycds or interpreter build); dump it again"
+                    "{path} was made by another interpreter or build: by {their_build}, not this {my_build}, \
+                     for the same {my_interp}; dump it again"
                 )
             } else {
-                format!("{path} was made by another interpreter or build: made by {producer}; this is {me}")
+                format!(
+                    "{path} was made by another interpreter or build: made by {producer}, like this one, but \
+                     its fingerprint differs (a damaged or foreign header); dump it again"
+                )
             });
         }
         code_versions::reserve().map_err(|e| format!("{path} cannot be used: {e}"))?;

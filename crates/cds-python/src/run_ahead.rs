@@ -39,8 +39,10 @@ pub fn spawn(archive: Weak<LoadedArchive>, body: impl FnOnce() + Send + 'static)
     let tid = Arc::new(AtomicI32::new(0));
     let its_tid = Arc::clone(&tid);
     let body = move || {
-        // SAFETY: gettid has no preconditions and cannot fail.
-        its_tid.store(unsafe { libc::gettid() }, SeqCst);
+        // The system call, not glibc's gettid() wrapper, which appeared in glibc 2.30: wheels
+        // promise to run on older glibc (manylinux_2_28).
+        // SAFETY: SYS_gettid takes no arguments, has no preconditions and cannot fail.
+        its_tid.store(unsafe { libc::syscall(libc::SYS_gettid) } as i32, SeqCst);
         body()
     };
     // The thread starts with every signal blocked (a new thread inherits its creator's mask), so
