@@ -26,15 +26,23 @@ build_here() {
     local py=$1 venv=target/wheel-build-$(basename "$1")
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "$MATURIN" "$ZIG" "$AUDITWHEEL"
-    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/wheel-$(basename "$py") \
-        "$venv/bin/maturin" build --release --zig --compatibility "$TAG" --interpreter "$py" --out dist \
-        2>&1 | grep -E "Built wheel|error|warning: " || true
+    local log
+    log=$(mktemp)
+    # maturin finds zig as `python3 -m ziglang`: the build venv's python first on PATH.
+    if ! PATH="$(cd "$venv" && pwd)/bin:$PATH" CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/wheel-$(basename "$py") \
+        "$venv/bin/maturin" build --release --zig --compatibility "$TAG" --interpreter "$py" --out dist >"$log" 2>&1; then
+        grep -E "^(error|warning: |  |thread)" "$log" | grep -v "^  Caused by: Cargo build finished" | tail -n 30 >&2
+        echo "build-wheels: maturin failed for $py" >&2
+        exit 1
+    fi
+    grep -E "Built wheel" "$log" || true
+    rm -f "$log"
 }
 
 # Checks the newest wheel in dist/ for ABI $1 (cp311, ...), with the interpreter $2.
 check() {
     local abi=$1 py=$2 wheel
-    wheel=$(ls -t dist/pycds-*-"$abi"-"$abi"-*.whl 2>/dev/null | head -n1)
+    wheel=$(ls -t dist/pycds-*-"$abi"-"$abi"-*.whl 2>/dev/null | head -n1 || true)
     [ -n "$wheel" ] || { echo "build-wheels: no $abi wheel in dist/" >&2; return 1; }
     local venv=target/wheel-build-$(basename "$py")
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "$AUDITWHEEL"
@@ -56,7 +64,8 @@ check() {
     fi
     # An undefined symbol with no version at all would bind to whatever the system has.
     local unversioned
-    unversioned=$(objdump -T "$so" | awk '$3 == "*UND*" && $5 !~ /^(GLIBC_|Py|_Py)/ {print $NF}' | grep -v '^Py\|^_Py' || true)
+    # (The interpreter's own symbols, Py* and _Py*, are unversioned by design.)
+    unversioned=$(objdump -T "$so" | awk '$3 == "*UND*" && $0 !~ /\(/ {print $NF}' | grep -Ev '^_?Py' || true)
     if [ -n "$unversioned" ]; then
         echo "build-wheels: $wheel has undefined symbols without a version: $unversioned" >&2
         return 1

@@ -31,14 +31,18 @@ fn main() {
     let exe = out_dir.join("layout_probe");
     let compiler = cc::Build::new().get_compiler();
     link_for_a_small_resident_set(&compiler);
-    let status = compiler
-        .to_command()
+    // The probe runs here, at build time: it is built by this machine's own C compiler (the
+    // one the interpreter's headers are installed for), whatever compiler or linker the
+    // extension itself is built with (say, zig for a wheel that targets an older glibc).
+    let host_cc = std::env::var("HOST_CC").unwrap_or_else(|_| "cc".to_owned());
+    println!("cargo:rerun-if-env-changed=HOST_CC");
+    let status = Command::new(&host_cc)
         .arg(format!("-I{include}"))
         .arg("csrc/layout_probe.c")
         .arg("-o")
         .arg(&exe)
         .status()
-        .expect("run the C compiler");
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {host_cc}: {e}"));
     assert!(status.success(), "compiling csrc/layout_probe.c against {include} failed");
     let facts = Command::new(&exe).output().expect("run the layout probe");
     assert!(facts.status.success(), "the layout probe failed");
