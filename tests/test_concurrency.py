@@ -34,9 +34,14 @@ def test_redump_while_processes_run_and_start(project):
 
     def runner():
         for _ in range(6):
-            p = subprocess.run([PYTHON, "main.py"], cwd=project.root, env=project.env("SHARE"),
+            p = subprocess.run([PYTHON, "main.py"], cwd=project.root, env=project.env("SHARE", PYCDSVERBOSE="1"),
                                capture_output=True, text=True, timeout=120)
-            if p.returncode != 0 or p.stdout != expected:
+            # Every run is served whole, from the old archive or the new one, never a mix
+            # and never a partial file.
+            summary = [ln for ln in p.stderr.splitlines() if ln.startswith("pycds: served ")]
+            whole = len(summary) == 1 and summary[0].endswith(", 0 imported normally") \
+                and int(summary[0].split()[2]) >= 30
+            if p.returncode != 0 or p.stdout != expected or not whole:
                 failures.append((p.returncode, p.stdout, p.stderr))
 
     threads = [threading.Thread(target=runner) for _ in range(8)]

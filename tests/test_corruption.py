@@ -77,6 +77,14 @@ def run_all(root, env, cases):
 def test_clean_archive_serves(clean):
     root, data, env = clean
     assert run_all(root, env, [("clean", data)]) == []
+    # The oracle of every case below: this archive, undamaged, serves the app's modules.
+    (root / "case.img").write_bytes(data)
+    p = subprocess.run([PYTHON, "main.py"], cwd=root, capture_output=True, text=True, timeout=60,
+                       env=dict(env, PYCDSMODE="SHARE", PYCDSARCHIVE=str(root / "case.img"), PYCDSVERBOSE="2"))
+    assert p.stdout == EXPECTED
+    for name in ("alpha", "pkg", "pkg.beta", "json"):
+        assert f"pycds: served {name} from the archive" in p.stderr, p.stderr
+    assert "0 imported normally" in p.stderr
 
 
 def test_random_bit_flips(clean):
