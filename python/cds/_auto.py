@@ -209,23 +209,34 @@ def _spawn_writer(archive):
 def write(archive, *, wait=False):
     """Refreshes ``archive`` from its list and the records processes left. Returns ``True`` if
     this call did the work, ``False`` if another writer holds the lock (and ``wait`` is
-    false). Takes up to three rounds, so that records left while it wrote are taken too."""
+    false). Takes up to three rounds, so that records left while it wrote are taken too.
+
+    A process appends its record first and looks at the lock after, and starts no writer if
+    the lock is held. So once this writer has let go of the lock it looks for records once
+    more: one left while it held the lock by a process that then saw it held is taken now
+    (or by the writer that process started, if it found the lock free)."""
     import fcntl
 
     base = _base(archive)
-    fd = os.open(base + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
+    did = False
+    for _ in range(10):
+        fd = os.open(base + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            return False
-        for _ in range(3):
-            if not _write_round(archive, base) and os.path.isfile(archive):
-                break
-        prune(os.path.dirname(archive), keep=archive)
-        return True
-    finally:
-        os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return did
+            for _ in range(3):
+                if not _write_round(archive, base) and os.path.isfile(archive):
+                    break
+            prune(os.path.dirname(archive), keep=archive)
+            did = True
+        finally:
+            os.close(fd)
+        if not os.path.exists(base + ".new"):
+            break
+        wait = False
+    return did
 
 
 def _alive(pid):
