@@ -51,14 +51,6 @@ def _read_json(path):
         return {}
 
 
-def _stat_key(origin):
-    try:
-        st = os.stat(origin)
-    except OSError:
-        return None
-    return [st.st_mtime_ns, st.st_size]
-
-
 # ---------------------------------------------------------------------------------------------
 # At exit, in the program's process.
 
@@ -78,7 +70,7 @@ def _process_record(names, known):
         origin = getattr(spec, "origin", None)
         if not isinstance(origin, str) or volatile.get(name, 0) > now:
             continue
-        if name in skipped and skipped[name][:2] == _stat_key(origin):
+        if name in skipped and skipped[name][:2] == list(_cds.source_stat(origin) or ()):
             continue
         parent = name.rpartition(".")[0]
         if parent and parent not in packages:
@@ -124,7 +116,7 @@ def _expand(record):
     for name, origin, is_package in proc.get("modules", []):
         parent = name.rpartition(".")[0]
         search = proc["packages"].get(parent, []) if parent else proc.get("path", [])
-        key = _stat_key(origin)
+        key = _cds.source_stat(origin)
         if key is not None:
             out.append({"name": name, "origin": origin, "package": bool(is_package), "search": search,
                         "mtime_ns": key[0], "size": key[1]})
@@ -329,9 +321,9 @@ def _write_round(archive, base):
     skipped = {}
     for name, reason in report.skipped.items():
         origin = modules.get(name, {}).get("origin")
-        key = _stat_key(origin) if origin else None
+        key = _cds.source_stat(origin) if origin else None
         if key:
-            skipped[name] = key + [reason]
+            skipped[name] = [*key, reason]
     state = {
         "interpreter": _cds.fingerprint()[1],
         "prefix": sys.prefix,
