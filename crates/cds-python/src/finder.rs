@@ -127,22 +127,23 @@ pub fn boot(py: Python<'_>) {
     if BOOT_CALLED.swap(true, Relaxed) {
         return;
     }
-    if let Err(why) = crate::guard::check(py) {
-        serve::misconfigured(py, &why);
-        return;
+    // -E / -I ask for an interpreter the environment does not steer: then `activate()`, which
+    // ignores PYCDS* (and so says nothing, the build guard included).
+    let ignore_environment =
+        py.import("sys").and_then(|s| s.getattr("flags")?.getattr("ignore_environment")?.is_truthy()).unwrap_or(false);
+    if !ignore_environment {
+        if let Err(why) = crate::guard::check(py) {
+            serve::misconfigured(py, &why);
+            return;
+        }
     }
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let archive = var("PYCDSARCHIVE");
     let mode = var("PYCDSMODE").trim().to_ascii_uppercase();
     let quiet = matches!(var("PYCDSVERBOSE").trim(), "" | "0");
-    let native = quiet && (mode == "AUTO" || (mode == "SHARE" && !archive.trim().is_empty()));
+    let native = !ignore_environment && quiet && (mode == "AUTO" || (mode == "SHARE" && !archive.trim().is_empty()));
     let started = native
         && (|| -> PyResult<bool> {
-            let flags = py.import("sys")?.getattr("flags")?;
-            if flags.getattr("ignore_environment")?.is_truthy()? {
-                // -E / -I: leave it to activate(), which ignores PYCDS* then.
-                return Ok(false);
-            }
             if mode == "AUTO" {
                 let _ = BOOTED.set(("AUTO", crate::auto::start(py)?));
                 return Ok(true);
