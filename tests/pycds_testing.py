@@ -64,6 +64,8 @@ class Project:
             e.update(PYCDSMODE="TRACE", PYCDSLIST=str(self.list))
         elif mode == "SHARE":
             e.update(PYCDSMODE="SHARE", PYCDSARCHIVE=str(self.archive))
+        elif mode == "AUTO":
+            e.update(PYCDSMODE="AUTO")
         return e
 
     def plain(self, *args, **extra):
@@ -83,8 +85,8 @@ class Project:
         self.trace(*args, **extra)
         self.dump()
 
-    def info(self, *args, **extra):
-        """Run ``args`` (a script path) under SHARE and return ``cds.info()`` at exit."""
+    def info(self, *args, mode="SHARE", **extra):
+        """Run ``args`` (a script path) in ``mode`` and return ``cds.info()`` at exit."""
         probe = self.root / "_info_probe.py"
         probe.write_text(
             "import atexit, json, sys, runpy\n"
@@ -98,11 +100,37 @@ class Project:
             "sys.path[0] = os.path.dirname(script)  # as if the script had been run directly\n"
             "runpy.run_path(script, run_name='__main__')\n"
         )
-        proc = self.share(str(probe), *args, **extra)
+        proc = run([str(probe), *args], cwd=self.root, env=self.env(mode, **extra))
         import json
 
         line = [ln for ln in proc.stderr.splitlines() if ln.startswith("CDSINFO")][-1]
         return json.loads(line[len("CDSINFO"):]), proc
+
+
+# A sitecustomize.py that reports, at exit, the source modules the process holds (one entry per
+# module object: packages such as requests alias modules under second names in sys.modules)
+# and cds.info(); read back by `source_modules_and_info`.
+SOURCE_MODULES_PROBE = r'''
+import atexit, json, sys
+from importlib.machinery import SourceFileLoader
+def report():
+    import cds
+    unique = {id(m): m for n, m in list(sys.modules.items()) if n != "__main__"}
+    source = sorted(m.__spec__.name for m in unique.values()
+                    if isinstance(getattr(getattr(m, "__spec__", None), "loader", None), SourceFileLoader))
+    sys.__stderr__.write("COUNT" + json.dumps({"source": source, "info": cds.info()}) + "\n")
+atexit.register(report)
+'''
+
+
+def source_modules_and_info(stderr):
+    """What `SOURCE_MODULES_PROBE` reported: the source modules' names (without pycds's own and
+    the probe) and `cds.info()`."""
+    import json
+
+    data = json.loads([ln for ln in stderr.splitlines() if ln.startswith("COUNT")][-1][len("COUNT"):])
+    source = [n for n in data["source"] if not n.startswith("cds") and n != "sitecustomize"]
+    return source, data["info"]
 
 
 def rewrite_header(archive: Path, mutate):

@@ -26,19 +26,6 @@ APP = {
     "pkg/beta.py": "def f(x):\n    return x * 10\n",
 }
 
-# Runs a script and writes cds.info() (and the source modules this process holds) to stderr.
-PROBE = r'''
-import atexit, json, sys, runpy, os
-def _dump():
-    import cds
-    sys.__stderr__.write('CDSINFO' + json.dumps(cds.info()) + '\n')
-atexit.register(_dump)
-sys.argv = sys.argv[1:]
-script = os.path.abspath(sys.argv[0])
-sys.path[0] = os.path.dirname(script)
-runpy.run_path(script, run_name='__main__')
-'''
-
 
 class Auto:
     def __init__(self, project, cache):
@@ -46,17 +33,13 @@ class Auto:
         self.cache = cache
 
     def env(self, **extra):
-        return base_env(PYCDSMODE="AUTO", PYCDS_CACHE_DIR=str(self.cache), **extra)
+        return self.project.env("AUTO", PYCDS_CACHE_DIR=str(self.cache), **extra)
 
     def run(self, *args, check=True, **extra):
         return run(args, cwd=self.project.root, env=self.env(**extra), check=check)
 
     def info(self, script="main.py", **extra):
-        probe = self.project.root / "_probe.py"
-        probe.write_text(PROBE)
-        proc = self.run(str(probe), script, **extra)
-        line = [ln for ln in proc.stderr.splitlines() if ln.startswith("CDSINFO")][-1]
-        return json.loads(line[len("CDSINFO"):]), proc
+        return self.project.info(script, mode="AUTO", PYCDS_CACHE_DIR=str(self.cache), **extra)
 
     def archives(self):
         return sorted(self.cache.glob("*.img"))

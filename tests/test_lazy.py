@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pycds_testing import run
+from pycds_testing import SOURCE_MODULES_PROBE, run, source_modules_and_info
 
 APP = Path(__file__).parent / "apps" / "popular.py"
 
@@ -80,19 +80,6 @@ def test_modules_archived_but_never_reified_do_not_run(project):
         assert "pkg.never" not in info["served"] and {"pkg.alpha", "pkg.threaded"} <= set(info["served"])
 
 
-COUNT = r'''
-import atexit, json, sys
-from importlib.machinery import SourceFileLoader
-def report():
-    import cds
-    unique = {id(m): m for n, m in list(sys.modules.items()) if n != "__main__"}
-    source = sorted(m.__spec__.name for m in unique.values()
-                    if isinstance(getattr(getattr(m, "__spec__", None), "loader", None), SourceFileLoader))
-    sys.__stderr__.write("COUNT" + json.dumps({"source": source, "info": cds.info()}) + "\n")
-atexit.register(report)
-'''
-
-
 def test_popular_packages_under_global_lazy_imports(project):
     """The real-packages app with every import lazy (`-X lazy_imports=all`): traced and served
     lazily, it prints what a plain lazy run prints, and the modules it reifies are served."""
@@ -102,15 +89,14 @@ def test_popular_packages_under_global_lazy_imports(project):
     plain = project.plain("-X", "lazy_imports=all", "popular.py")
     eager = project.plain("popular.py")
     assert plain.stdout == eager.stdout
-    project.write("sitecustomize.py", COUNT)
+    project.write("sitecustomize.py", SOURCE_MODULES_PROBE)
     shared = project.share("-X", "lazy_imports=all", "popular.py", PYTHONPATH=str(project.root))
     (project.root / "sitecustomize.py").unlink()
     assert shared.stdout == plain.stdout
-    data = json.loads([ln for ln in shared.stderr.splitlines() if ln.startswith("COUNT")][-1][5:])
-    source = [n for n in data["source"] if not n.startswith("cds") and n != "sitecustomize"]
-    served = set(data["info"]["served"])
+    source, info = source_modules_and_info(shared.stderr)
+    served = set(info["served"])
     missing = [n for n in source if n not in served]
     print(f"lazy: served {len(source) - len(missing)} of {len(source)} source modules; not served: {missing}")
     assert len(source) > 100, len(source)
     assert 1 - len(missing) / len(source) >= 0.95, missing
-    assert {k: v for k, v in data["info"]["fallbacks"].items() if k != "sitecustomize"} == {}
+    assert {k: v for k, v in info["fallbacks"].items() if k != "sitecustomize"} == {}
