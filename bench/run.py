@@ -1030,6 +1030,11 @@ def na(why):
     return "n/a: " + md_escape(why)
 
 
+def wall(st):
+    """The wall-time quartiles of a series' stats, or `None` (for `ratio`)."""
+    return st and st.get("wall")
+
+
 def cell(st, key, fmt=ms_iqr):
     if st is None:
         return "n/a"
@@ -1174,7 +1179,6 @@ def render_markdown(res):
             p, c, au, fi = (st.get(f"{w}/{x}") for x in ("plain", "pycds", "pycds-auto", "pycds-auto-first"))
             if not au:
                 continue
-            wall = lambda x: x and x.get("wall")  # noqa: E731
             row([w, cell(p, "wall"), cell(c, "wall"), cell(au, "wall"), cell(fi, "wall"),
                  fmt_ratio(ratio(wall(au), wall(c))), fmt_ratio(ratio(wall(au), wall(p))),
                  fmt_ratio(ratio(wall(fi), wall(p)))])
@@ -1199,7 +1203,6 @@ def render_markdown(res):
             p, pl, c, cl = (st.get(f"{w}/{x}") for x in ("plain", "plain-lazy", "pycds", "pycds-lazy"))
             if not pl:
                 continue
-            wall = lambda x: x and x.get("wall")  # noqa: E731
             row([w, cell(p, "wall"), cell(pl, "wall"), cell(c, "wall"), cell(cl, "wall"),
                  fmt_ratio(ratio(wall(pl), wall(p))), fmt_ratio(ratio(wall(c), wall(p))),
                  fmt_ratio(ratio(wall(cl), wall(pl))), fmt_ratio(ratio(wall(cl), wall(p)))])
